@@ -1,0 +1,54 @@
+# convdb chores. Every target creates and uses a local virtualenv (.venv), so
+# a machine with nothing but Python 3.11+ is enough.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install demo test lint format migrate-apply migrate-new migrate-status embedded-stop clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "convdb needs Python 3.11 or newer (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install convdb with its development tools
+
+demo: $(STAMP) ## Migrate the database (embedded unless DATABASE_URL), load sample data, print the overview
+	$(BIN)/convdb demo
+
+test: $(STAMP) ## Run the test suite (TEST_DATABASE_URL, else an embedded PostgreSQL)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check convdb migrations tests
+	$(BIN)/ruff format --check convdb migrations tests
+
+format: $(STAMP) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix convdb migrations tests
+	$(BIN)/ruff format convdb migrations tests
+
+migrate-apply: $(STAMP) ## Apply every pending migration (convdb migrate)
+	$(BIN)/convdb migrate
+
+migrate-status: $(STAMP) ## Show applied and pending migrations (convdb status)
+	$(BIN)/convdb status
+
+migrate-new: $(STAMP) ## Scaffold a core migration: make migrate-new name=add_something
+	@test -n "$(name)" || (echo "usage: make migrate-new name=NAME" >&2; exit 2)
+	$(BIN)/convdb create $(name)
+
+embedded-stop: $(STAMP) ## Stop the embedded PostgreSQL started in .convdb/
+	$(BIN)/convdb embedded-stop
+
+clean: ## Remove the virtualenv, caches and build output (keeps .convdb data)
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

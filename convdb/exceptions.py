@@ -1,0 +1,78 @@
+"""One exception tree for convdb, with messages written for operators.
+
+Every error convdb raises on purpose is a :class:`ConvdbError`. Driver errors
+are translated at one point (:func:`convdb.db.translate_errors`) and kept as
+``__cause__``; the CLI prints ``Error: <message>`` plus the cause chain and
+exits non-zero, with a traceback only under ``-v``.
+"""
+
+from __future__ import annotations
+
+
+class ConvdbError(Exception):
+    """Base class of every error convdb raises on purpose.
+
+    ``hint``, when set, tells the operator what to do next (often a command).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\nHint: {self.hint}"
+
+
+class ConfigError(ConvdbError):
+    """The configuration is unusable (a malformed DATABASE_URL, a bad setting)."""
+
+
+class DatabaseError(ConvdbError):
+    """The database could not be reached or refused the connection."""
+
+
+class MigrationError(ConvdbError):
+    """A migration could not be applied or rolled back.
+
+    ``source`` names the migration source (``core`` or a plugin) and
+    ``migration`` the module, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        migration: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
+        self.migration = migration
+
+
+class PluginError(ConvdbError):
+    """A plugin is broken or the plugin set is inconsistent; ``plugin`` names it."""
+
+    def __init__(self, message: str, *, plugin: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.plugin = plugin
+
+
+class QueueError(ConvdbError):
+    """The queue could not store, claim or record an event."""
+
+
+class DedupCollisionError(ConvdbError):
+    """Two different normalized values share one 64-bit dedup key.
+
+    Never merged silently: the insert is refused and the operator is told.
+    """
+
+
+class PayloadError(ConvdbError):
+    """An event payload cannot be ingested (missing field, bad type, unknown type).
+
+    A permanent failure: the event goes to ``dead`` at once.
+    """

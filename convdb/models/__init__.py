@@ -1,0 +1,63 @@
+"""Peewee models of every convdb table, bound to :data:`convdb.db.database`."""
+
+from .base import BaseModel
+from .core import (
+    DIRECTIONS,
+    ENDPOINT_KINDS,
+    PARTICIPANT_ROLES,
+    PROVIDER_KINDS,
+    Attachment,
+    Contact,
+    Conversation,
+    ConversationParticipant,
+    Customer,
+    EndpointMapping,
+    Message,
+    MessageAttachment,
+    Provider,
+)
+from .dedup import AttachmentUrl, EmailAddress, EmailBody, PhoneNumber, XmsBody
+from .queue import EVENT_STATUSES, InboundEvent
+
+CORE_MODELS = (
+    Customer,
+    Provider,
+    EndpointMapping,
+    Contact,
+    Conversation,
+    ConversationParticipant,
+    Message,
+    Attachment,
+    MessageAttachment,
+)
+DEDUP_MODELS = (EmailBody, XmsBody, PhoneNumber, EmailAddress, AttachmentUrl)
+QUEUE_MODELS = (InboundEvent,)
+ALL_MODELS = CORE_MODELS + DEDUP_MODELS + QUEUE_MODELS
+
+__all__ = [
+    "ALL_MODELS",
+    "CORE_MODELS",
+    "DEDUP_MODELS",
+    "DIRECTIONS",
+    "ENDPOINT_KINDS",
+    "EVENT_STATUSES",
+    "PARTICIPANT_ROLES",
+    "PROVIDER_KINDS",
+    "QUEUE_MODELS",
+    "Attachment",
+    "AttachmentUrl",
+    "BaseModel",
+    "Contact",
+    "Conversation",
+    "ConversationParticipant",
+    "Customer",
+    "EmailAddress",
+    "EmailBody",
+    "EndpointMapping",
+    "InboundEvent",
+    "Message",
+    "MessageAttachment",
+    "PhoneNumber",
+    "Provider",
+    "XmsBody",
+]

@@ -1,0 +1,138 @@
+"""Core tables: customers, their providers and endpoints, contacts, conversations.
+
+These classes are the Python description of the schema created by the
+migrations in ``migrations/``; ``tests/test_schema.py`` fails when the two
+drift apart. Enumerations are ``TEXT`` with a ``CHECK`` in the database; the
+allowed values are the tuples below.
+"""
+
+from __future__ import annotations
+
+import peewee
+
+from ..fields import BigIdentityField, TimestampTZField
+from .base import BaseModel
+from .dedup import AttachmentUrl, EmailBody, XmsBody
+
+PROVIDER_KINDS = ("sms", "mms", "email", "voice", "voicemail")
+ENDPOINT_KINDS = ("sms", "mms", "email")
+PARTICIPANT_ROLES = ("customer", "contact")
+DIRECTIONS = ("inbound", "outbound")
+
+
+
+class Customer(BaseModel):
+    id = BigIdentityField()
+    name = peewee.TextField()
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+    updated_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "customers"
+
+
+class Provider(BaseModel):
+    """A channel account of a customer; ``credentials_ref`` names a secret held elsewhere."""
+
+    id = BigIdentityField()
+    customer = peewee.ForeignKeyField(Customer, backref="providers", on_delete="CASCADE")
+    kind = peewee.TextField()
+    name = peewee.TextField()
+    credentials_ref = peewee.TextField(null=True)
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+    updated_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "providers"
+
+
+class EndpointMapping(BaseModel):
+    """One of the customer's own phone numbers or mailboxes."""
+
+    id = BigIdentityField()
+    customer = peewee.ForeignKeyField(Customer, backref="endpoints", on_delete="CASCADE")
+    provider = peewee.ForeignKeyField(Provider, backref="endpoints", on_delete="CASCADE")
+    kind = peewee.TextField()
+    address = peewee.TextField()
+    normalized = peewee.TextField()
+    hash = peewee.BigIntegerField()
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "endpoint_mappings"
+
+
+class Contact(BaseModel):
+    id = BigIdentityField()
+    customer = peewee.ForeignKeyField(Customer, backref="contacts", on_delete="CASCADE")
+    display_name = peewee.TextField(null=True)
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+    updated_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "contacts"
+
+
+class Conversation(BaseModel):
+    id = BigIdentityField()
+    customer = peewee.ForeignKeyField(Customer, backref="conversations", on_delete="CASCADE")
+    topic = peewee.TextField(null=True)
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+    updated_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "conversations"
+
+
+class ConversationParticipant(BaseModel):
+    conversation = peewee.ForeignKeyField(
+        Conversation, backref="participants", on_delete="CASCADE"
+    )
+    contact = peewee.ForeignKeyField(Contact, backref="participations", on_delete="CASCADE")
+    role = peewee.TextField()
+
+    class Meta:
+        table_name = "conversation_participants"
+        primary_key = peewee.CompositeKey("conversation", "contact", "role")
+
+
+class Message(BaseModel):
+    """A message; its body is in ``email_bodies`` or ``xms_bodies``.
+
+    ``email_body_id`` and ``xms_body_id`` are real foreign keys (at most one is
+    set); ``body_id`` is a column the database generates from them, kept for
+    readers of the original polymorphic design. Never write ``body_id``.
+    """
+
+    id = BigIdentityField()
+    conversation = peewee.ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
+    provider = peewee.ForeignKeyField(Provider, backref="messages")
+    direction = peewee.TextField()
+    email_body = peewee.ForeignKeyField(EmailBody, null=True)
+    xms_body = peewee.ForeignKeyField(XmsBody, null=True)
+    body_id = peewee.BigIntegerField(null=True)
+    sent_at = TimestampTZField()
+    received_at = TimestampTZField(null=True)
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "messages"
+
+
+class Attachment(BaseModel):
+    id = BigIdentityField()
+    url = peewee.ForeignKeyField(AttachmentUrl, backref="attachments")
+    content_type = peewee.TextField(null=True)
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "attachments"
+
+
+class MessageAttachment(BaseModel):
+    message = peewee.ForeignKeyField(Message, backref="attachment_links", on_delete="CASCADE")
+    attachment = peewee.ForeignKeyField(Attachment, backref="message_links")
+
+    class Meta:
+        table_name = "message_attachments"
+        primary_key = peewee.CompositeKey("message", "attachment")
