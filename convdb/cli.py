@@ -86,6 +86,19 @@ def status(database_url: str | None) -> None:
 
 
 @cli.command()
+@click.option("--count", default=1, show_default=True, type=click.IntRange(min=1),
+              help="How many of the last applied migrations to undo.")
+@click.option(
+    "--database-url", envvar="DATABASE_URL", default=None, metavar="URL",
+    help="PostgreSQL URL (default: DATABASE_URL, .env, or the embedded server).",
+)
+def rollback(count: int, database_url: str | None) -> None:
+    """Undo the last COUNT applied migrations, newest first, each in its own transaction."""
+    undone = migrate_lib.rollback(database_url, count=count)
+    click.echo(f"OK: {len(undone)} migration(s) rolled back")
+
+
+@cli.command()
 @click.argument("name")
 def create(name: str) -> None:
     """Scaffold a new core migration module NAME in migrations/.
