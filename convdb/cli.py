@@ -71,7 +71,10 @@ def migrate(database_url: str | None) -> None:
 
 @cli.command()
 @click.option(
-    "--database-url", envvar="DATABASE_URL", default=None, metavar="URL",
+    "--database-url",
+    envvar="DATABASE_URL",
+    default=None,
+    metavar="URL",
     help="PostgreSQL URL (default: DATABASE_URL, .env, or the embedded server).",
 )
 def status(database_url: str | None) -> None:
@@ -86,10 +89,18 @@ def status(database_url: str | None) -> None:
 
 
 @cli.command()
-@click.option("--count", default=1, show_default=True, type=click.IntRange(min=1),
-              help="How many of the last applied migrations to undo.")
 @click.option(
-    "--database-url", envvar="DATABASE_URL", default=None, metavar="URL",
+    "--count",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many of the last applied migrations to undo.",
+)
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    default=None,
+    metavar="URL",
     help="PostgreSQL URL (default: DATABASE_URL, .env, or the embedded server).",
 )
 def rollback(count: int, database_url: str | None) -> None:
@@ -112,7 +123,10 @@ def create(name: str) -> None:
 
 @cli.command()
 @click.option(
-    "--database-url", envvar="DATABASE_URL", default=None, metavar="URL",
+    "--database-url",
+    envvar="DATABASE_URL",
+    default=None,
+    metavar="URL",
     help="PostgreSQL URL (default: DATABASE_URL, .env, or the embedded server).",
 )
 def demo(database_url: str | None) -> None:

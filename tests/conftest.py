@@ -111,18 +111,22 @@ def db(db_url: str) -> Iterator[convdb_db.ConvdbDatabase]:
             database.close()
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path = REPO, timeout: float = 120,
-            check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, cwd: Path = REPO, timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess:
     """Run a console script of this environment (``convdb``, ``pw_migrate``)."""
     full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     full_env.update(env or {})
     result = subprocess.run(
         [str(BIN / args[0]), *args[1:]],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(
-            f"{args} exited {result.returncode}\nstdout:\n{result.stdout}\n"
-            f"stderr:\n{result.stderr}"
+            f"{args} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return result

@@ -16,12 +16,19 @@ SECRET = "s3cr3t-pa55"
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        (f"postgresql://app:{SECRET}@db.example:5433/convdb",
-         "postgresql://app:***@db.example:5433/convdb"),
-        (f"postgresql://app:{SECRET}@[::1]/convdb?sslmode=require",
-         "postgresql://app:***@[::1]/convdb?sslmode=require"),
+        (
+            f"postgresql://app:{SECRET}@db.example:5433/convdb",
+            "postgresql://app:***@db.example:5433/convdb",
+        ),
+        (
+            f"postgresql://app:{SECRET}@[::1]/convdb?sslmode=require",
+            "postgresql://app:***@[::1]/convdb?sslmode=require",
+        ),
         ("postgresql://app@db.example/convdb", "postgresql://app@db.example/convdb"),
-        ("postgresql://postgres@/convdb?host=/run/pg", "postgresql://postgres@/convdb?host=/run/pg"),
+        (
+            "postgresql://postgres@/convdb?host=/run/pg",
+            "postgresql://postgres@/convdb?host=/run/pg",
+        ),
         ("postgresql://app:p%40ss@h/db", "postgresql://app:***@h/db"),
     ],
 )
@@ -76,8 +83,9 @@ def test_unreachable_host_is_a_database_error(server):
         f"mysql://nobody:{SECRET}@127.0.0.1/x",
     ],
 )
-@pytest.mark.parametrize("command", [("convdb", "migrate"), ("convdb", "status"),
-                                     ("pw_migrate", "migrate")])
+@pytest.mark.parametrize(
+    "command", [("convdb", "migrate"), ("convdb", "status"), ("pw_migrate", "migrate")]
+)
 def test_bad_urls_give_one_paragraph_and_no_traceback(url, command):
     result = run_cli(*command, env={"DATABASE_URL": url})
     assert result.returncode == 1

@@ -106,8 +106,10 @@ def _violation(db, sql, params=()):
 
 def test_foreign_keys_are_enforced(db, acme):
     code = _violation(
-        db, "INSERT INTO messages (conversation_id, provider_id, direction, sent_at) "
-        "VALUES (999999, %s, 'inbound', now())", (acme[1].id,),
+        db,
+        "INSERT INTO messages (conversation_id, provider_id, direction, sent_at) "
+        "VALUES (999999, %s, 'inbound', now())",
+        (acme[1].id,),
     )
     assert code == "23503"
     code = _violation(db, "INSERT INTO attachments (url_id) VALUES (424242)")
@@ -118,7 +120,8 @@ def test_primary_keys_are_enforced(db, acme):
     contact = Contact.create(customer=acme[0])
     ConversationParticipant.create(conversation=acme[2], contact=contact, role="contact")
     code = _violation(
-        db, "INSERT INTO conversation_participants VALUES (%s, %s, 'contact')",
+        db,
+        "INSERT INTO conversation_participants VALUES (%s, %s, 'contact')",
         (acme[2].id, contact.id),
     )
     assert code == "23505"
@@ -150,7 +153,8 @@ def test_check_constraints_are_enforced(db, acme, sql):
     [
         "INSERT INTO customers (name) VALUES (NULL)",
         "INSERT INTO providers (customer_id, kind, name) VALUES ({c}, 'sms', NULL)",
-        "INSERT INTO messages (conversation_id, provider_id, direction) VALUES ({v}, {p}, 'inbound')",
+        "INSERT INTO messages (conversation_id, provider_id, direction)"
+        " VALUES ({v}, {p}, 'inbound')",
         "INSERT INTO inbound_events (event_type) VALUES ('x')",
         "INSERT INTO endpoint_mappings (customer_id, provider_id, kind, address, hash)"
         " VALUES ({c}, {p}, 'sms', '+1', 1)",
@@ -165,13 +169,19 @@ def test_a_message_has_at_most_one_body_and_body_id_follows_it(db, acme):
     email = dedup.intern_email_body(db, "hello")
     sms = dedup.intern_xms_body(db, "hi")
     code = _violation(
-        db, "INSERT INTO messages (conversation_id, provider_id, direction, sent_at, "
+        db,
+        "INSERT INTO messages (conversation_id, provider_id, direction, sent_at, "
         "email_body_id, xms_body_id) VALUES (%s, %s, 'inbound', now(), %s, %s)",
         (acme[2].id, acme[1].id, email, sms),
     )
     assert code == "23514"
-    message = Message.create(conversation=acme[2], provider=acme[1], direction="inbound",
-                             xms_body=sms, sent_at=dt.datetime.now(UTC))
+    message = Message.create(
+        conversation=acme[2],
+        provider=acme[1],
+        direction="inbound",
+        xms_body=sms,
+        sent_at=dt.datetime.now(UTC),
+    )
     assert Message.get_by_id(message.id).body_id == sms
     message.direction = "outbound"
     message.save()  # only dirty columns are written: the generated body_id is left alone
@@ -192,7 +202,8 @@ def test_updated_at_is_maintained(db):
     for table in ("providers", "contacts", "conversations"):
         (count,) = db.execute_sql(
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal "
-            "AND tgname = %s", (table, f"{table}_set_updated_at"),
+            "AND tgname = %s",
+            (table, f"{table}_set_updated_at"),
         ).fetchone()
         assert count == 1, table
 
@@ -222,11 +233,19 @@ def test_timestamps_are_utc_whatever_the_session_time_zone(db, db_url, acme):
 
 def test_models_refuse_naive_and_convert_aware_datetimes(db, acme):
     with pytest.raises(ValueError, match="naive datetime"):
-        Message.create(conversation=acme[2], provider=acme[1], direction="inbound",
-                       sent_at=dt.datetime(2025, 11, 5, 10, 0))
+        Message.create(
+            conversation=acme[2],
+            provider=acme[1],
+            direction="inbound",
+            sent_at=dt.datetime(2025, 11, 5, 10, 0),
+        )
     paris = dt.timezone(dt.timedelta(hours=1))
-    message = Message.create(conversation=acme[2], provider=acme[1], direction="inbound",
-                             sent_at=dt.datetime(2025, 11, 5, 10, 0, tzinfo=paris))
+    message = Message.create(
+        conversation=acme[2],
+        provider=acme[1],
+        direction="inbound",
+        sent_at=dt.datetime(2025, 11, 5, 10, 0, tzinfo=paris),
+    )
     assert Message.get_by_id(message.id).sent_at == dt.datetime(2025, 11, 5, 9, 0, tzinfo=UTC)
 
 
@@ -236,7 +255,7 @@ def test_connections_and_database_default_are_utc(empty_db_url):
     with conn.cursor() as cur:
         cur.execute("SELECT current_database()")
         (name,) = cur.fetchone()
-        cur.execute(f'ALTER DATABASE "{name}" SET timezone TO \'America/New_York\'')
+        cur.execute(f"ALTER DATABASE \"{name}\" SET timezone TO 'America/New_York'")
     conn.close()
     db = ConvdbDatabase(empty_db_url)
     db.connect()
@@ -258,23 +277,40 @@ def test_views_report_columns_and_values(db, acme):
     ConversationParticipant.create(conversation=conversation, contact=us, role="customer")
     ConversationParticipant.create(conversation=conversation, contact=jane, role="contact")
     t0 = dt.datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-    first = Message.create(conversation=conversation, provider=provider, direction="inbound",
-                           xms_body=dedup.intern_xms_body(db, "  Hello\tthere "), sent_at=t0)
-    second = Message.create(conversation=conversation, provider=provider, direction="outbound",
-                            xms_body=dedup.intern_xms_body(db, "Hi!"),
-                            sent_at=t0 + dt.timedelta(minutes=3),
-                            received_at=t0 + dt.timedelta(minutes=4))
+    first = Message.create(
+        conversation=conversation,
+        provider=provider,
+        direction="inbound",
+        xms_body=dedup.intern_xms_body(db, "  Hello\tthere "),
+        sent_at=t0,
+    )
+    second = Message.create(
+        conversation=conversation,
+        provider=provider,
+        direction="outbound",
+        xms_body=dedup.intern_xms_body(db, "Hi!"),
+        sent_at=t0 + dt.timedelta(minutes=3),
+        received_at=t0 + dt.timedelta(minutes=4),
+    )
     for url in ("https://x.example/1.png", " https://x.example/2.png"):
         attachment = Attachment.create(url=dedup.intern_attachment_url(db, url))
         MessageAttachment.create(message=second, attachment=attachment)
 
     cursor = db.execute_sql("SELECT * FROM conversation_overview ORDER BY conversation_id")
     assert [c.name for c in cursor.description] == [
-        "conversation_id", "customer_id", "last_message_at", "message_count", "participant_count",
+        "conversation_id",
+        "customer_id",
+        "last_message_at",
+        "message_count",
+        "participant_count",
     ]
     rows = {r[0]: r for r in cursor.fetchall()}
     assert rows[conversation.id] == (
-        conversation.id, customer.id, t0 + dt.timedelta(minutes=3), 2, 2,
+        conversation.id,
+        customer.id,
+        t0 + dt.timedelta(minutes=3),
+        2,
+        2,
     )
     assert rows[empty.id] == (empty.id, customer.id, None, 0, 0)
 
@@ -283,21 +319,39 @@ def test_views_report_columns_and_values(db, acme):
         (conversation.id,),
     )
     assert [c.name for c in cursor.description] == [
-        "conversation_id", "message_id", "direction", "provider_id", "sent_at", "received_at",
-        "body_text", "attachments_count",
+        "conversation_id",
+        "message_id",
+        "direction",
+        "provider_id",
+        "sent_at",
+        "received_at",
+        "body_text",
+        "attachments_count",
     ]
     newest, oldest = cursor.fetchall()
-    assert newest == (conversation.id, second.id, "outbound", provider.id,
-                      t0 + dt.timedelta(minutes=3), t0 + dt.timedelta(minutes=4), "Hi!", 2)
+    assert newest == (
+        conversation.id,
+        second.id,
+        "outbound",
+        provider.id,
+        t0 + dt.timedelta(minutes=3),
+        t0 + dt.timedelta(minutes=4),
+        "Hi!",
+        2,
+    )
     assert oldest[1] == first.id and oldest[6] == "  Hello\tthere " and oldest[7] == 0
 
 
 def test_email_bodies_show_in_conversation_messages(db, acme):
     customer, _, conversation = acme
     email = Provider.create(customer=customer, kind="email", name="sendgrid")
-    message = Message.create(conversation=conversation, provider=email, direction="inbound",
-                             email_body=dedup.intern_email_body(db, "Dear team,\n\nthanks."),
-                             sent_at=dt.datetime.now(UTC))
+    message = Message.create(
+        conversation=conversation,
+        provider=email,
+        direction="inbound",
+        email_body=dedup.intern_email_body(db, "Dear team,\n\nthanks."),
+        sent_at=dt.datetime.now(UTC),
+    )
     (text,) = db.execute_sql(
         "SELECT body_text FROM conversation_messages WHERE message_id = %s", (message.id,)
     ).fetchone()
