@@ -12,7 +12,7 @@ import peewee
 
 from ..fields import BigIdentityField, TimestampTZField
 from .base import BaseModel
-from .dedup import AttachmentUrl, EmailBody, XmsBody
+from .dedup import AttachmentUrl, EmailAddress, EmailBody, PhoneNumber, XmsBody
 
 PROVIDER_KINDS = ("sms", "mms", "email", "voice", "voicemail")
 ENDPOINT_KINDS = ("sms", "mms", "email")
@@ -20,10 +20,12 @@ PARTICIPANT_ROLES = ("customer", "contact")
 DIRECTIONS = ("inbound", "outbound")
 
 
-
 class Customer(BaseModel):
+    """A customer; ``key`` is the canonical event's ``customer.key`` (unique, optional)."""
+
     id = BigIdentityField()
     name = peewee.TextField()
+    key = peewee.TextField(null=True, unique=True)
     created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
     updated_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
 
@@ -44,6 +46,7 @@ class Provider(BaseModel):
 
     class Meta:
         table_name = "providers"
+        indexes = ((("customer", "kind", "name"), True),)
 
 
 class EndpointMapping(BaseModel):
@@ -73,21 +76,53 @@ class Contact(BaseModel):
         table_name = "contacts"
 
 
+class ContactAddress(BaseModel):
+    """Links a contact to one normalized address: an email address or a phone number.
+
+    Unique per customer, so ingestion finds a contact by its address.
+    """
+
+    id = BigIdentityField()
+    customer = peewee.ForeignKeyField(Customer, on_delete="CASCADE")
+    contact = peewee.ForeignKeyField(Contact, backref="addresses", on_delete="CASCADE")
+    email_address = peewee.ForeignKeyField(EmailAddress, null=True)
+    phone_number = peewee.ForeignKeyField(PhoneNumber, null=True)
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "contact_addresses"
+        indexes = (
+            (("customer", "email_address"), True),
+            (("customer", "phone_number"), True),
+        )
+
+
 class Conversation(BaseModel):
+    """A conversation of a customer.
+
+    ``key`` is the canonical event's ``conversation_key``; ``thread_key`` groups
+    messages without one (channel and both normalized endpoints, as a JSON
+    array). Each is unique per customer; either may be NULL.
+    """
+
     id = BigIdentityField()
     customer = peewee.ForeignKeyField(Customer, backref="conversations", on_delete="CASCADE")
     topic = peewee.TextField(null=True)
+    key = peewee.TextField(null=True)
+    thread_key = peewee.TextField(null=True)
     created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
     updated_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
 
     class Meta:
         table_name = "conversations"
+        indexes = (
+            (("customer", "key"), True),
+            (("customer", "thread_key"), True),
+        )
 
 
 class ConversationParticipant(BaseModel):
-    conversation = peewee.ForeignKeyField(
-        Conversation, backref="participants", on_delete="CASCADE"
-    )
+    conversation = peewee.ForeignKeyField(Conversation, backref="participants", on_delete="CASCADE")
     contact = peewee.ForeignKeyField(Contact, backref="participations", on_delete="CASCADE")
     role = peewee.TextField()
 
@@ -108,6 +143,7 @@ class Message(BaseModel):
     conversation = peewee.ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
     provider = peewee.ForeignKeyField(Provider, backref="messages")
     direction = peewee.TextField()
+    provider_message_id = peewee.TextField(null=True)
     email_body = peewee.ForeignKeyField(EmailBody, null=True)
     xms_body = peewee.ForeignKeyField(XmsBody, null=True)
     body_id = peewee.BigIntegerField(null=True)
@@ -117,6 +153,7 @@ class Message(BaseModel):
 
     class Meta:
         table_name = "messages"
+        indexes = ((("provider", "provider_message_id"), True),)
 
 
 class Attachment(BaseModel):

@@ -1,0 +1,283 @@
+"""Every database operation of the queue, with driver errors translated once.
+
+:class:`QueueManager` wraps a peewee database (one connection per thread) and
+runs the statements of :mod:`convdb.queue.queries`. Driver errors leave it as
+:class:`~convdb.exceptions.QueueError` (cause kept); :func:`is_transient`
+decides whether a failure is worth retrying.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import peewee
+import psycopg2
+import psycopg2.extras
+
+from ..exceptions import ConvdbError, DedupCollisionError, PayloadError, QueueError
+from ..models import InboundEvent
+from . import queries
+
+# SQLSTATEs worth retrying: serialization_failure, deadlock_detected,
+# lock_not_available, query_canceled (statement_timeout), and the
+# connection/operator-intervention classes (08, 57P0x: server shut down).
+TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"}
+PERMANENT_ERRORS = (PayloadError, DedupCollisionError)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its causes and contexts, and exceptions it wraps (peewee keeps the
+    psycopg2 error as its first argument)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        candidate = todo.pop(0)
+        if candidate is None or id(candidate) in seen:
+            continue
+        seen.add(id(candidate))
+        yield candidate
+        todo.extend(a for a in getattr(candidate, "args", ()) if isinstance(a, BaseException))
+        todo.extend([candidate.__cause__, candidate.__context__])
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind ``exc``, if any."""
+    for candidate in _chain(exc):
+        code = getattr(candidate, "pgcode", None)
+        if code:
+            return code
+    return None
+
+
+_CONNECTION_ERRORS = (
+    psycopg2.InterfaceError,
+    psycopg2.OperationalError,
+    peewee.InterfaceError,
+    peewee.OperationalError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A lost, refused or unusable connection (reconnect, then retry)."""
+    code = sqlstate(exc)
+    if code is not None:
+        return code.startswith("08") or code in {"57P01", "57P02", "57P03"}
+    return any(isinstance(e, _CONNECTION_ERRORS) for e in _chain(exc))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Retry with backoff (True) or give up at once (False)?
+
+    Permanent: invalid payloads, dedup collisions, data errors (SQLSTATE class
+    22: a value the database can never accept). Transient: lost connections,
+    deadlocks, serialization failures, timeouts, and any other exception a
+    handler raises (a bug fixed by a deploy, an unavailable service), up to
+    the maximum number of attempts.
+    """
+    if isinstance(exc, PERMANENT_ERRORS):
+        return False
+    if isinstance(exc, ConvdbError) and not isinstance(exc, QueueError):
+        return False
+    code = sqlstate(exc)
+    return not (code and code.startswith("22"))
+
+
+def describe(exc: BaseException) -> str:
+    """A one-paragraph, readable error for ``last_error``."""
+    if isinstance(exc, ConvdbError):
+        text = str(exc)
+    else:
+        inner = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], Exception) else exc
+        text = f"{type(inner).__name__}: {' '.join(str(inner).split())}"
+    return text[:2000]
+
+
+@contextlib.contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Turn driver errors raised while doing ``action`` into :class:`QueueError`."""
+    try:
+        yield
+    except (peewee.DatabaseError, psycopg2.Error) as exc:
+        hint = None
+        if sqlstate(exc) in ("42P01", "42703"):  # undefined table / column
+            hint = "Run `convdb migrate` to create or update the queue table."
+        raise QueueError(f"could not {action}: {describe(exc)}", hint=hint) from exc
+
+
+@dataclass
+class QueueStats:
+    by_type: list[tuple[str, str, int]] = field(default_factory=list)
+    oldest_pending_seconds: float | None = None
+    retrying: int = 0
+    scheduled: int = 0
+    expired_leases: int = 0
+
+    def count(self, status: str) -> int:
+        return sum(n for _, s, n in self.by_type if s == status)
+
+
+class QueueManager:
+    """The queue's database operations on ``db`` (a peewee PostgreSQL database)."""
+
+    def __init__(self, db: peewee.Database) -> None:
+        self.db = db
+
+    # --- connection ------------------------------------------------------------
+
+    def connect(self) -> None:
+        with translated("connect to the database"):
+            self.db.connect(reuse_if_open=True)
+
+    def reset_connection(self) -> None:
+        """Drop this thread's connection (after it broke) so the next use reconnects."""
+        try:
+            self.db.close()
+        except Exception:
+            # peewee refuses to close a connection it believes is mid-transaction
+            # or already gone; the connection is dead either way: forget it.
+            state = self.db._state
+            with contextlib.suppress(Exception):
+                state.conn.close()
+            state.reset()
+
+    def listen(self) -> None:
+        with translated("listen for new events"):
+            self.db.execute_sql(f"LISTEN {queries.CHANNEL}")
+
+    def wait(self, timeout: float, wake_fd: int | None = None) -> bool:
+        """Wait up to ``timeout`` s for a NOTIFY (True) or ``wake_fd`` to be readable."""
+        conn = self.db.connection()
+        fds = [conn] + ([wake_fd] if wake_fd is not None else [])
+        with translated("wait for new events"):
+            conn.poll()
+            if not conn.notifies:
+                ready, _, _ = select.select(fds, [], [], max(timeout, 0))
+                if conn in ready:
+                    conn.poll()
+            notified = bool(conn.notifies)
+            conn.notifies.clear()
+        return notified
+
+    # --- the worker's statements --------------------------------------------------
+
+    def claim(self, worker: str, limit: int, lease: float, max_attempts: int):
+        """Claim up to ``limit`` due events (committed at once).
+
+        Returns ``(claimed, abandoned)``: ``InboundEvent`` instances now
+        ``processing`` under ``worker``'s lease, and the count of expired
+        leases that had used up their attempts and went dead.
+        """
+        params = {"limit": limit, "worker": worker, "lease": lease, "max_attempts": max_attempts}
+        with translated("claim events"):
+            cursor = self.db.execute_sql(queries.CLAIM, params)
+            columns = [c[0] for c in cursor.description]
+            rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        claimed = []
+        for row in sorted(rows, key=lambda r: r["id"]):
+            if row["status"] == "processing":
+                event = InboundEvent(**row)
+                event._dirty.clear()
+                claimed.append(event)
+        return claimed, len(rows) - len(claimed)
+
+    def lock_owned(self, ids: Sequence[int], worker: str) -> set[int]:
+        cursor = self.db.execute_sql(queries.LOCK_OWNED, {"ids": list(ids), "worker": worker})
+        return {row[0] for row in cursor.fetchall()}
+
+    def savepoint(self, first: bool) -> None:
+        # One round trip per event: release the previous event's savepoint and
+        # open the next one in a single call.
+        sql = (
+            "SAVEPOINT convdb_event"
+            if first
+            else ("RELEASE SAVEPOINT convdb_event; SAVEPOINT convdb_event")
+        )
+        self.db.execute_sql(sql)
+
+    def rollback_to_savepoint(self) -> None:
+        self.db.execute_sql("ROLLBACK TO SAVEPOINT convdb_event")
+
+    def mark_done(self, ids: Sequence[int], worker: str) -> None:
+        if ids:
+            self.db.execute_sql(queries.MARK_DONE, {"ids": list(ids), "worker": worker})
+
+    def mark_dead(self, event_id: int, worker: str, error: str) -> None:
+        params = {"id": event_id, "worker": worker, "error": error}
+        self.db.execute_sql(queries.MARK_DEAD, params)
+
+    def mark_retry(self, event_id: int, worker: str, error: str, delay: float) -> None:
+        params = {"id": event_id, "worker": worker, "error": error, "delay": delay}
+        self.db.execute_sql(queries.MARK_RETRY, params)
+
+    def release(self, ids: Sequence[int], worker: str) -> None:
+        if ids:
+            self.db.execute_sql(queries.RELEASE, {"ids": list(ids), "worker": worker})
+
+    def next_due(self) -> float | None:
+        with translated("look for the next due event"):
+            return self.db.execute_sql(queries.NEXT_DUE).fetchone()[0]
+
+    def depth(self) -> int:
+        with translated("count pending events"):
+            return self.db.execute_sql(queries.DEPTH).fetchone()[0]
+
+    # --- operating ------------------------------------------------------------------
+
+    def stats(self) -> QueueStats:
+        with translated("read queue statistics"):
+            by_type = self.db.execute_sql(queries.STATS_BY_TYPE).fetchall()
+            oldest, retrying, scheduled, expired = self.db.execute_sql(
+                queries.STATS_SUMMARY
+            ).fetchone()
+        return QueueStats([tuple(r) for r in by_type], oldest, retrying, scheduled, expired)
+
+    def retry_dead(self, event_type: str | None = None, ids: Sequence[int] | None = None) -> int:
+        params = {"event_type": event_type, "ids": list(ids) if ids else None}
+        with translated("retry dead events"), self.db.atomic():
+            count = self.db.execute_sql(queries.RETRY_DEAD, params).fetchone()[0]
+            if count:
+                self.notify("retry")
+        return count
+
+    def purge_done(self, older_than_seconds: float, slice_size: int = 10_000) -> int:
+        total = 0
+        while True:
+            with translated("purge done events"), self.db.atomic():
+                params = {"age": older_than_seconds, "limit": slice_size}
+                deleted = self.db.execute_sql(queries.PURGE_DONE, params).rowcount
+            total += deleted
+            if deleted < slice_size:
+                return total
+
+    # --- enqueue ------------------------------------------------------------------------
+
+    def insert(self, rows: Sequence[tuple[str, dict, str | None, float]]) -> list[int]:
+        """Store ``(event_type, payload, idempotency_key, delay_seconds)`` rows; new ids.
+
+        One multi-row ``INSERT`` per 1,000 rows, all in one transaction (the
+        caller's, if one is open); rows whose idempotency key is already stored
+        are skipped. Idle workers are notified when the transaction commits.
+        """
+        if not rows:
+            return []
+        values = [(t, json.dumps(p, ensure_ascii=False), k, d) for t, p, k, d in rows]
+        with translated("store events"), self.db.atomic():
+            cursor = self.db.cursor()
+            ids = psycopg2.extras.execute_values(
+                cursor,
+                queries.INSERT_EVENTS,
+                values,
+                template=queries.INSERT_EVENTS_ROW,
+                page_size=1000,
+                fetch=True,
+            )
+            if ids:
+                self.notify(rows[0][0])
+        return [row[0] for row in ids]
+
+    def notify(self, event_type: str) -> None:
+        self.db.execute_sql(queries.NOTIFY, {"channel": queries.CHANNEL, "event_type": event_type})

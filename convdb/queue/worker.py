@@ -1,0 +1,358 @@
+"""``convdb queue-worker``: claim batches, dispatch, record, retry, shut down cleanly.
+
+::
+
+    from convdb.queue.worker import WorkerConfig, run
+    run(url, config=WorkerConfig(burst=True), handlers={"my.event": handle})
+
+Each worker thread (``concurrency`` of them, each with its own connection):
+
+1. claims up to ``batch_size`` due events in one short committed statement
+   (``FOR UPDATE SKIP LOCKED``; the attempt is counted and a lease of
+   ``lease_seconds`` taken);
+2. processes the batch in ONE transaction: it locks the rows still under its
+   lease, then runs each event's handler inside its own savepoint. Success:
+   the handler's writes stay and the event becomes ``done`` in the same
+   commit. Failure: rollback to the savepoint (its neighbours are untouched)
+   and the event becomes ``dead`` (permanent failure, or the last attempt) or
+   ``pending`` again with exponential backoff and jitter. A deadlock or
+   serialization failure first commits the batch so far (releasing every
+   lock) and retries the event at once, up to twice;
+3. when idle, waits on ``LISTEN`` (woken by ``enqueue``'s ``NOTIFY``), polling
+   every ``poll_interval`` seconds and at the next scheduled retry anyway.
+
+A worker that dies leaves its claimed events ``processing`` under a lease
+that expires: any worker then claims them again, and one whose attempts are
+used up goes ``dead``. SIGTERM/SIGINT: stop claiming, finish the event in
+hand, commit, release the rest of the batch to ``pending``, exit 0; a second
+signal exits at once (the lease covers what was in hand). A lost connection
+is reopened; the batch it interrupted is released.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..db import ConvdbDatabase, init, open_database, resolve_url
+from ..exceptions import PayloadError, QueueError
+from .handlers import Handler, check_handlers, default_handlers
+from .manager import QueueManager, describe, is_connection_error, is_transient, sqlstate
+
+Echo = Callable[[str], None]
+RETRY_AT_ONCE_SQLSTATES = {"40001", "40P01"}
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class WorkerConfig:
+    batch_size: int = 100
+    lease_seconds: float = 60.0
+    max_attempts: int = 5
+    backoff_base: float = 2.0  # seconds before the first retry; doubles each attempt
+    backoff_max: float = 3600.0
+    poll_interval: float = 2.0
+    concurrency: int = 1
+    burst: bool = False
+    progress_interval: float = 5.0  # 0: no progress line
+    reconnect_give_up: float = 60.0  # burst mode: seconds without a database before failing
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with "equal jitter": between half and all of the step."""
+        step = min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0))
+        return step / 2 + random.uniform(0, step / 2)
+
+
+@dataclass
+class Counters:
+    done: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    lost: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+class Worker:
+    """A queue worker process: ``concurrency`` threads sharing one database object."""
+
+    def __init__(
+        self,
+        db: ConvdbDatabase,
+        *,
+        handlers: Mapping[str, Handler] | None = None,
+        config: WorkerConfig | None = None,
+        echo: Echo = _stderr,
+    ) -> None:
+        self.db = db
+        self.handlers = check_handlers(default_handlers() if handlers is None else handlers)
+        self.config = config or WorkerConfig()
+        self.echo = echo
+        self.counters = Counters()
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self._errors: list[BaseException] = []
+
+    # --- control ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; threads finish the event in hand and release the rest."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            os.write(self._wake_w, b"x")  # wakes every thread waiting on LISTEN
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stopping:
+            os._exit(128 + signum)
+        self.echo(
+            f"convdb queue-worker: {signal.Signals(signum).name} received, finishing the events "
+            "in hand (send it again to exit at once)"
+        )
+        self.stop()
+
+    def run(self) -> Counters:
+        """Run until stopped (or, in burst mode, until nothing is due); the counters."""
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if in_main:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        threads = [
+            threading.Thread(target=self._thread_main, args=(n,), name=f"convdb-worker-{n}")
+            for n in range(max(self.config.concurrency, 1))
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            self._supervise(threads)
+        finally:
+            self.stop()
+            for thread in threads:
+                thread.join()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        if self._errors:
+            error = self._errors[0]
+            if isinstance(error, QueueError):
+                raise error
+            raise QueueError(f"queue worker failed: {describe(error)}") from error
+        return self.counters
+
+    def _supervise(self, threads: list[threading.Thread]) -> None:
+        interval = self.config.progress_interval
+        started = last_at = time.monotonic()
+        last_total = 0
+        while any(t.is_alive() for t in threads):
+            next(t for t in threads if t.is_alive()).join(0.2)
+            if not interval or time.monotonic() - last_at < interval:
+                continue
+            now, c = time.monotonic(), self.counters
+            total = c.done + c.dead + c.retried
+            rate = (total - last_total) / (now - last_at)
+            last_total, last_at = total, now
+            self.echo(self._progress(rate))
+        if interval:
+            c = self.counters
+            elapsed = max(time.monotonic() - started, 1e-9)
+            self.echo(self._progress((c.done + c.dead + c.retried) / elapsed, final=True))
+
+    def _progress(self, rate: float, final: bool = False) -> str:
+        c = self.counters
+        try:
+            depth = str(QueueManager(self.db).depth())
+        except QueueError:
+            depth = "?"
+        finally:
+            self.db.close()
+        label = "finished" if final else "progress"
+        return (
+            f"convdb queue-worker {label}: {rate:.1f} events/s, done {c.done}, "
+            f"retried {c.retried}, dead {c.dead}, queue depth {depth}"
+        )
+
+    # --- one thread ------------------------------------------------------------------
+
+    def _thread_main(self, n: int) -> None:
+        manager = QueueManager(self.db)
+        worker_id = f"{self.name}:{n}"
+        try:
+            self._loop(manager, worker_id)
+        except BaseException as exc:
+            self._errors.append(exc)
+            self.stop()
+        finally:
+            manager.reset_connection()
+
+    def _loop(self, manager: QueueManager, worker_id: str) -> None:
+        cfg = self.config
+        listening = False
+        failing_since = None
+        while not self.stopping:
+            try:
+                manager.connect()
+                if not listening and not cfg.burst:
+                    manager.listen()
+                    listening = True
+                events, abandoned = manager.claim(
+                    worker_id, cfg.batch_size, cfg.lease_seconds, cfg.max_attempts
+                )
+                if not events and not cfg.burst:
+                    due_in = manager.next_due()
+                    timeout = (
+                        cfg.poll_interval if due_in is None else min(cfg.poll_interval, due_in)
+                    )
+                    manager.wait(max(timeout, 0.01), self._wake_r)
+                failing_since = None
+            except QueueError as exc:
+                if not is_connection_error(exc):
+                    raise
+                failing_since = failing_since or time.monotonic()
+                if cfg.burst and time.monotonic() - failing_since > cfg.reconnect_give_up:
+                    raise
+                self.echo(f"convdb queue-worker: {exc}; reconnecting")
+                manager.reset_connection()
+                listening = False
+                self._sleep(min(5.0, 0.5 + time.monotonic() - failing_since))
+                continue
+            if abandoned:
+                self.counters.add(dead=abandoned)
+            if events:
+                self._process(manager, worker_id, events)
+            elif cfg.burst:
+                return
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def _process(self, manager: QueueManager, worker_id: str, events: list) -> None:
+        todo = events
+        retried_at_once: dict[int, int] = {}
+        while todo:
+            in_hand = None
+            try:
+                with self.db.atomic():
+                    owned = manager.lock_owned([e.id for e in todo], worker_id)
+                    if len(owned) < len(todo):
+                        self.counters.add(lost=len(todo) - len(owned))
+                        todo = [e for e in todo if e.id in owned]
+                    done, counts, rest = [], {"retried": 0, "dead": 0}, []
+                    for i, event in enumerate(todo):
+                        if self.stopping:
+                            rest = todo[i:]
+                            manager.release([e.id for e in rest], worker_id)
+                            self.counters.add(released=len(rest))
+                            rest = []
+                            break
+                        in_hand = event
+                        manager.savepoint(first=i == 0)
+                        outcome = self._dispatch(manager, worker_id, event, retried_at_once)
+                        if outcome == "again":
+                            rest = todo[i:]  # commit what is done, then retry this one
+                            break
+                        if outcome == "done":
+                            done.append(event.id)
+                        else:
+                            counts[outcome] += 1
+                    manager.mark_done(done, worker_id)
+                    in_hand = None
+                self.counters.add(done=len(done), **counts)
+                todo = rest
+            except Exception as exc:
+                if not (is_connection_error(exc) or manager.db.is_closed()):
+                    self.echo(f"convdb queue-worker: batch failed: {describe(exc)}")
+                self._recover(manager, worker_id, todo, in_hand, exc)
+                return
+
+    def _dispatch(self, manager, worker_id: str, event, retried_at_once: dict) -> str:
+        """Run one event's handler inside the open savepoint; its outcome."""
+        handler = self.handlers.get(event.event_type)
+        try:
+            if handler is None:
+                known = ", ".join(sorted(self.handlers)) or "none"
+                raise PayloadError(
+                    f"unknown event type {event.event_type!r}: no handler (known: {known})"
+                )
+            handler(event)
+            return "done"
+        except Exception as exc:
+            if is_connection_error(exc) and sqlstate(exc) not in RETRY_AT_ONCE_SQLSTATES:
+                raise
+            manager.rollback_to_savepoint()
+            error = describe(exc)
+            if sqlstate(exc) in RETRY_AT_ONCE_SQLSTATES and retried_at_once.get(event.id, 0) < 2:
+                retried_at_once[event.id] = retried_at_once.get(event.id, 0) + 1
+                return "again"
+            if not is_transient(exc):
+                manager.mark_dead(event.id, worker_id, error)
+                return "dead"
+            if event.attempts >= self.config.max_attempts:
+                manager.mark_dead(
+                    event.id, worker_id, f"gave up after {event.attempts} attempts: {error}"
+                )
+                return "dead"
+            manager.mark_retry(event.id, worker_id, error, self.config.backoff(event.attempts))
+            return "retried"
+
+    def _recover(self, manager, worker_id: str, todo: list, in_hand, exc: Exception) -> None:
+        """After a batch failed as a whole: reconnect and hand its events back."""
+        self.echo(f"convdb queue-worker: {describe(exc)}; reconnecting and releasing the batch")
+        manager.reset_connection()
+        for delay in (0.1, 0.5, 1, 2, 5):
+            try:
+                manager.connect()
+                with self.db.atomic():
+                    others = [e.id for e in todo if e is not in_hand]
+                    manager.release(others, worker_id)
+                    if in_hand is not None:
+                        error = describe(exc)
+                        backoff = self.config.backoff(in_hand.attempts)
+                        if in_hand.attempts >= self.config.max_attempts:
+                            manager.mark_dead(in_hand.id, worker_id, error)
+                        else:
+                            manager.mark_retry(in_hand.id, worker_id, error, backoff)
+                self.counters.add(released=len(others))
+                return
+            except Exception:
+                manager.reset_connection()
+                self._sleep(delay)
+        # Still no database: the leases expire and another worker takes over.
+
+
+def run(
+    url: str | None = None,
+    *,
+    config: WorkerConfig | None = None,
+    handlers: Mapping[str, Handler] | None = None,
+    echo: Echo = _stderr,
+) -> Counters:
+    """Run a worker on the database at ``url`` (default: DATABASE_URL, .env, embedded).
+
+    Binds the models to it (handlers use them), runs until stopped or, with
+    ``config.burst``, until nothing is due, and returns the counters.
+    """
+    db = open_database(url or resolve_url())
+    db.close()
+    init(db)
+    return Worker(db, handlers=handlers, config=config, echo=echo).run()
