@@ -1,103 +1,70 @@
-"""``make demo``: migrate, load a small sample conversation set, print the overview.
+"""``make demo``: the whole flow from webhook events to conversations.
 
-The sample goes through the models and the dedup path exactly as an
-application would write it: customers, providers, the customers' own
-endpoints, contacts, conversations, participants, messages with bodies (one
-body repeated, stored once) and attachments.
+1. migrate the database (the embedded one unless ``DATABASE_URL`` is set);
+2. enqueue the shipped sample of webhook events (``convdb/samples/webhooks.jsonl``:
+   email and SMS/MMS for three customers, a webhook delivered twice, a message
+   redelivered with another receipt time, and one bad event), as a webhook
+   receiver would: ``message.received`` for inbound, ``message.sent`` for
+   outbound, each with an idempotency key (a digest of the delivery);
+3. drain the queue with the worker in burst mode;
+4. print the queue statistics and the conversation overview.
+
+Running it again stores nothing new: every delivery's idempotency key is
+already there, and every message is unique on (provider, message id).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
+import importlib.resources
+import json
 from collections.abc import Callable
 
-from . import dedup
 from . import migrate as migrate_lib
 from .db import closing, connect, resolve_url
-from .models import (
-    Attachment,
-    Contact,
-    Conversation,
-    ConversationParticipant,
-    Customer,
-    EndpointMapping,
-    Message,
-    MessageAttachment,
-    Provider,
-)
+from .queue import ops
+from .queue.enqueue import enqueue_many
+from .queue.worker import WorkerConfig
+from .queue.worker import run as run_worker
 from .report import format_table
 
-T0 = dt.datetime(2025, 11, 5, 8, 0, tzinfo=dt.UTC)
-
-# (customer, provider kind, customer endpoint, contact name, contact address, topic,
-#  [(minutes after T0, direction, body, attachment urls)])
-SAMPLE = [
-    ("Acme, Inc.", "email", "support@acme.example", "Jane Doe", "Jane.Doe@Example.com",
-     "Onboarding", [
-         (0, "inbound", "Hello,   we need help\n", ["https://files.example/a.png"]),
-         (12, "outbound", "Happy to help! What is blocking you?", []),
-         (30, "inbound", "The import fails.", ["https://files.example/log.txt"]),
-     ]),
-    ("Acme, Inc.", "sms", "+14155550100", "Raj Patel", "(415) 555-2671", None, [
-        (5, "inbound", "Is my order shipped?", []),
-        (6, "outbound", "Yes, tracking sent by email.", []),
-    ]),
-    ("Globex", "sms", "+442079460000", "Ana Lima", "+44 20 7946 0958", "Delivery", [
-        (60, "inbound", "Thanks!", []),
-        (61, "outbound", "Thanks!", []),  # same body as above: stored once
-    ]),
-    ("Globex", "email", "hello@globex.example", "Ana Lima", "ana@lima.example", None, [
-        (90, "inbound", "Thanks!", ["https://files.example/a.png"]),
-    ]),
-]
+SAMPLE = "samples/webhooks.jsonl"
+EVENT_TYPE = {"inbound": "message.received", "outbound": "message.sent"}
 
 
-def load_sample(db) -> int:
-    """Insert the sample set; returns the number of messages written."""
-    count = 0
-    customers: dict[str, Customer] = {}
+def sample_lines() -> list[str]:
+    text = importlib.resources.files("convdb").joinpath(SAMPLE).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def enqueue_sample(db) -> tuple[int, int]:
+    """Enqueue the sample events; ``(stored, skipped as already stored)``."""
+    batches: dict[str, tuple[list[dict], list[str]]] = {}
+    for line in sample_lines():
+        payload = json.loads(line)
+        event_type = EVENT_TYPE.get(payload.get("direction"), "message.received")
+        key = "demo:" + hashlib.sha256(line.encode("utf-8")).hexdigest()[:32]
+        payloads, keys = batches.setdefault(event_type, ([], []))
+        payloads.append(payload)
+        keys.append(key)
+    stored = total = 0
     with db.atomic():
-        for name, kind, own, contact_name, address, topic, messages in SAMPLE:
-            customer = customers.get(name) or Customer.create(name=name)
-            customers[name] = customer
-            provider = Provider.create(customer=customer, kind=kind, name=f"{kind}-main")
-            if kind == "email":
-                normalized = dedup.normalize_email(own)
-            else:
-                normalized = dedup.normalize_phone(own)
-            EndpointMapping.create(
-                customer=customer, provider=provider, kind=kind, address=own,
-                normalized=normalized, hash=dedup.dedup_hash(normalized),
-            )
-            if kind == "email":
-                dedup.intern_email_address(db, address)
-            else:
-                dedup.intern_phone_number(db, address)
-            us = Contact.create(customer=customer, display_name=name)
-            them = Contact.create(customer=customer, display_name=contact_name)
-            conversation = Conversation.create(customer=customer, topic=topic)
-            ConversationParticipant.create(conversation=conversation, contact=us, role="customer")
-            ConversationParticipant.create(conversation=conversation, contact=them, role="contact")
-            for minutes, direction, body, urls in messages:
-                sent = T0 + dt.timedelta(minutes=minutes)
-                body_field = (
-                    {"email_body": dedup.intern_email_body(db, body)}
-                    if kind == "email"
-                    else {"xms_body": dedup.intern_xms_body(db, body)}
-                )
-                message = Message.create(
-                    conversation=conversation, provider=provider, direction=direction,
-                    sent_at=sent, received_at=sent + dt.timedelta(seconds=5), **body_field,
-                )
-                for url in urls:
-                    attachment = Attachment.create(url=dedup.intern_attachment_url(db, url))
-                    MessageAttachment.create(message=message, attachment=attachment)
-                count += 1
-    return count
+        for event_type, (payloads, keys) in batches.items():
+            stored += len(enqueue_many(event_type, payloads, idempotency_keys=keys, db=db))
+            total += len(payloads)
+    return stored, total - stored
 
 
 OVERVIEW = """
 SELECT o.conversation_id, cu.name, c.topic, o.message_count, o.participant_count,
+       (SELECT string_agg(coalesce(ct.display_name, ea.raw, pn.e164) || ' (' || p.role || ')',
+                          ', ' ORDER BY p.role DESC, ct.id)
+          FROM conversation_participants p
+          JOIN contacts ct ON ct.id = p.contact_id
+          LEFT JOIN contact_addresses ca ON ca.contact_id = ct.id
+          LEFT JOIN email_addresses ea ON ea.id = ca.email_address_id
+          LEFT JOIN phone_numbers pn ON pn.id = ca.phone_number_id
+         WHERE p.conversation_id = o.conversation_id) AS participants,
        o.last_message_at
   FROM conversation_overview o
   JOIN conversations c ON c.id = o.conversation_id
@@ -105,20 +72,30 @@ SELECT o.conversation_id, cu.name, c.topic, o.message_count, o.participant_count
  ORDER BY o.last_message_at DESC NULLS LAST, o.conversation_id
 """
 
+DEAD = "SELECT id, event_type, last_error FROM inbound_events WHERE status = 'dead' ORDER BY id"
+
 
 def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
     url = url or resolve_url()
     migrate_lib.run(url, echo=echo)
-    with closing(connect(url)) as db:
-        if Customer.select().where(Customer.name == SAMPLE[0][0]).exists():
-            echo("demo: the sample set is already loaded")
-        else:
-            written = load_sample(db)
-            echo(f"demo: wrote {written} messages in {len(SAMPLE)} conversations")
+    with closing(connect(url, bind=False)) as db:
+        stored, skipped = enqueue_sample(db)
+    echo(f"demo: enqueued {stored} sample webhook event(s), {skipped} already stored")
+    counters = run_worker(url, config=WorkerConfig(burst=True, progress_interval=0))
+    echo(
+        f"demo: worker drained the queue: {counters.done} done, {counters.retried} retried, "
+        f"{counters.dead} dead"
+    )
+    echo("")
+    echo(ops.format_stats(ops.stats(url)))
+    with closing(connect(url, bind=False)) as db:
+        dead = db.execute_sql(DEAD).fetchall()
         rows = db.execute_sql(OVERVIEW).fetchall()
+    if dead:
         echo("")
-        echo("conversation_overview")
-        echo(format_table(
-            ["conversation", "customer", "topic", "messages", "participants", "last message"],
-            rows,
-        ))
+        echo("dead events (fix the payload, then `convdb queue retry-dead --id N`)")
+        echo(format_table(["id", "event type", "error"], dead))
+    echo("")
+    echo("conversation_overview")
+    headers = ["conversation", "customer", "topic", "messages", "participants"]
+    echo(format_table([*headers, "who", "last message"], rows))

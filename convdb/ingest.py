@@ -286,20 +286,24 @@ def _provider(db, customer_id: int, msg: CanonicalMessage) -> int:
     )
 
 
-def _contact(db, customer_id: int, kind: str, address: Address) -> int:
+def _contact(db, customer_id: int, kind: str, address: Address, name: str | None) -> int:
     what = "email_address" if kind == "email" else "phone_number"
     address_id = _intern(db, what, address.raw, address.normalized)
     column = f"{what}_id"
     select = (
-        f"SELECT contact_id FROM contact_addresses WHERE customer_id = %(c)s AND {column} = %(a)s"
+        "SELECT ca.contact_id, c.display_name FROM contact_addresses ca "
+        "JOIN contacts c ON c.id = ca.contact_id "
+        f"WHERE ca.customer_id = %(c)s AND ca.{column} = %(a)s"
     )
     row = _one(db, select, {"c": customer_id, "a": address_id})
     if row is not None:
+        if row[1] is None and name:  # a name learnt from a later message
+            db.execute_sql("UPDATE contacts SET display_name = %s WHERE id = %s", (name, row[0]))
         return row[0]
     (contact_id,) = _one(
         db,
         "INSERT INTO contacts (customer_id, display_name) VALUES (%s, %s) RETURNING id",
-        (customer_id, address.name),
+        (customer_id, name),
     )
     linked = _one(
         db,
@@ -364,9 +368,9 @@ def ingest_message(db: peewee.Database, msg: CanonicalMessage) -> int | None:
         return None
     _endpoint(db, customer_id, provider_id, msg)
     conversation_id = _conversation(db, customer_id, msg)
-    own = _contact(db, customer_id, msg.provider_kind, msg.customer_endpoint)
-    people = [(own, "customer")]
-    people += [(_contact(db, customer_id, msg.provider_kind, a), "contact") for a in msg.contacts]
+    kind, us = msg.provider_kind, msg.customer_endpoint
+    people = [(_contact(db, customer_id, kind, us, us.name or msg.customer_name), "customer")]
+    people += [(_contact(db, customer_id, kind, a, a.name), "contact") for a in msg.contacts]
     db.execute_sql(
         "INSERT INTO conversation_participants (conversation_id, contact_id, role) VALUES "
         + ", ".join(["(%s, %s, %s)"] * len(people))
