@@ -1,0 +1,1 @@
+"""Migrations of the tags plugin (peewee-migrate modules, history ``migratehistory_tags``)."""
