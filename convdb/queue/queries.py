@@ -56,8 +56,8 @@ UPDATE inbound_events AS e
        locked_until = now() + make_interval(secs => %(lease)s),
        processed_at = CASE WHEN e.status = 'processing' AND e.attempts >= %(max_attempts)s
                            THEN now() ELSE NULL END
-  FROM due
- WHERE e.id = due.id
+       -- By primary key: an array of ids, never a join that could hash the table.
+ WHERE e.id = ANY(ARRAY(SELECT id FROM due))
 RETURNING e.id, e.event_type, e.payload, e.idempotency_key, e.received_at, e.available_at,
           e.attempts, e.status, e.last_error, e.locked_by, e.locked_until
 """
