@@ -358,6 +358,8 @@ def load_handlers(plugins: Sequence[Found] | None = None) -> dict[str, Handler]:
     """
     if plugins is None:
         plugins = discover()
+    # core first, then by name: the error names the two plugins in a stable order
+    plugins = sorted(plugins, key=lambda f: (f.name != CORE_NAME, f.name))
     handlers: dict[str, Handler] = {}
     owner: dict[str, Found] = {}
     for found in plugins:
