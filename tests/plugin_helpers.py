@@ -142,3 +142,33 @@ def lock_is_free(url: str) -> bool:
             return cur.fetchone()[0]
     finally:
         conn.close()
+
+
+def package_source(root: Path, monkeypatch, modules: dict[str, str], name: str = "src"):
+    """A throwaway migrations package on ``sys.path`` as a :class:`convdb.migrate.Source`.
+
+    The package name is unique, so no module cache is shared between tests.
+    """
+    from convdb.migrate import Source
+
+    package = f"convdb_testpkg_{uuid.uuid4().hex[:10]}"
+    folder = root / package
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    for module, text in modules.items():
+        (folder / f"{module}.py").write_text(textwrap.dedent(text))
+    monkeypatch.syspath_prepend(str(root))
+    return Source(name, package, f"migratehistory_{name}")
+
+
+def sql_module(up: str, down: str = "", *, transactional: bool = True) -> str:
+    """Source of a migration module running ``up`` (and ``down`` on rollback) as raw SQL."""
+    flag = "" if transactional else "TRANSACTIONAL = False\n"
+    return (
+        f"from convdb.sqlutil import run_sql\n{flag}\n"
+        f"def migrate(migrator, database, *, fake=False):\n    run_sql(migrator, {up!r})\n\n"
+        f"def rollback(migrator, database, *, fake=False):\n    run_sql(migrator, {down!r})\n"
+        if down
+        else f"from convdb.sqlutil import run_sql\n{flag}\n"
+        f"def migrate(migrator, database, *, fake=False):\n    run_sql(migrator, {up!r})\n"
+    )
