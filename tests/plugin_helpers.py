@@ -115,11 +115,14 @@ def plugin_env(url: str, *targets: Path) -> dict[str, str]:
 
 
 def query(url: str, sql: str, params=None) -> list[tuple]:
+    """Run ``sql`` in its own committed transaction; the rows it returns."""
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
+            rows = cur.fetchall() if cur.description else []
+        conn.commit()
+        return rows
     finally:
         conn.close()
 
