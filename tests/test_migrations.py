@@ -17,9 +17,20 @@ from convdb.migrate import CORE, Source
 from .conftest import BIN, REPO, run_cli
 
 EXPECTED_TABLES = {
-    "customers", "providers", "endpoint_mappings", "contacts", "conversations",
-    "conversation_participants", "messages", "attachments", "message_attachments",
-    "email_bodies", "xms_bodies", "phone_numbers", "email_addresses", "attachment_urls",
+    "customers",
+    "providers",
+    "endpoint_mappings",
+    "contacts",
+    "conversations",
+    "conversation_participants",
+    "messages",
+    "attachments",
+    "message_attachments",
+    "email_bodies",
+    "xms_bodies",
+    "phone_numbers",
+    "email_addresses",
+    "attachment_urls",
     "inbound_events",
 }
 EXPECTED_VIEWS = {"conversation_overview", "conversation_messages"}
@@ -132,14 +143,17 @@ def broken_source(tmp_path, monkeypatch):
     package = tmp_path / "broken_migrations"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "001_ok.py").write_text(textwrap.dedent('''
+    (package / "001_ok.py").write_text(
+        textwrap.dedent("""
         def migrate(migrator, database, *, fake=False):
             migrator.sql("CREATE TABLE ok_table (id int)")
 
         def rollback(migrator, database, *, fake=False):
             migrator.sql("DROP TABLE ok_table")
-    '''))
-    (package / "002_bad.py").write_text(textwrap.dedent('''
+    """)
+    )
+    (package / "002_bad.py").write_text(
+        textwrap.dedent("""
         def migrate(migrator, database, *, fake=False):
             migrator.sql("CREATE TABLE half_table (id int)")
             migrator.sql("INSERT INTO half_table VALUES (1)")
@@ -147,7 +161,8 @@ def broken_source(tmp_path, monkeypatch):
 
         def rollback(migrator, database, *, fake=False):
             migrator.sql("DROP TABLE half_table")
-    '''))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return Source("broken", "broken_migrations", "migratehistory_broken")
 
@@ -184,7 +199,10 @@ def test_failing_core_migration_through_cli(empty_db_url, tmp_path):
         "    migrator.sql('ALTER TABLE customers ADD COLUMN name text')\n"
     )
     result = run_cli(
-        "pw_migrate", "migrate", "--directory", str(directory),
+        "pw_migrate",
+        "migrate",
+        "--directory",
+        str(directory),
         env={"DATABASE_URL": empty_db_url},
     )
     assert result.returncode != 0
@@ -205,8 +223,9 @@ def test_concurrent_migrators_serialize(empty_db_url):
         [str(BIN / "pw_migrate"), "migrate"],
     ]
     procs = [
-        subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for cmd in commands
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -224,9 +243,12 @@ def test_waiting_migrator_says_what_it_waits_for(empty_db_url):
         import os
 
         proc = subprocess.Popen(
-            [str(BIN / "convdb"), "migrate"], cwd=REPO,
+            [str(BIN / "convdb"), "migrate"],
+            cwd=REPO,
             env={**os.environ, "DATABASE_URL": empty_db_url},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         line = proc.stderr.readline()
         assert "waiting for the migration lock" in line
@@ -242,18 +264,27 @@ def test_waiting_migrator_says_what_it_waits_for(empty_db_url):
 def test_pw_migrate_create_scaffolds_a_runnable_module(empty_db_url, tmp_path):
     directory = tmp_path / "migrations"
     shutil.copytree(REPO / "migrations", directory, ignore=shutil.ignore_patterns("__pycache__"))
-    result = run_cli("pw_migrate", "create", "add_notes", "--directory", str(directory),
-                     check=True)
-    created = next(directory.glob("*_add_notes.py"), None)
-    assert created is not None, result.stderr
+    result = run_cli("pw_migrate", "create", "add_notes", "--directory", str(directory), check=True)
+    highest = max(int(p.name[:3]) for p in directory.glob("[0-9][0-9][0-9]_*.py"))
+    created = directory / f"{highest:03d}_add_notes.py"
+    assert created.exists(), result.stderr
+    # numbered after the highest module, not by counting files (peewee-migrate's default)
+    assert highest == int(CORE.modules()[-1][:3]) + 1
     text = created.read_text()
     text = text.replace(
         '"""Write your migrations here."""',
-        '"""Write your migrations here."""\n    migrator.sql("CREATE TABLE notes (id int)")', 1,
+        '"""Write your migrations here."""\n    migrator.sql("CREATE TABLE notes (id int)")',
+        1,
     )
     created.write_text(text)
-    run_cli("pw_migrate", "migrate", "--directory", str(directory),
-            env={"DATABASE_URL": empty_db_url}, check=True)
+    run_cli(
+        "pw_migrate",
+        "migrate",
+        "--directory",
+        str(directory),
+        env={"DATABASE_URL": empty_db_url},
+        check=True,
+    )
     assert history(empty_db_url)[-1] == created.stem
     assert "notes" in schema_snapshot(empty_db_url)["tables"]
 
@@ -284,16 +315,62 @@ def test_duplicate_numbers_are_reported(tmp_path, monkeypatch):
         Source("dup", "dup_pkg", "migratehistory_dup").modules()
 
 
-def test_core_migrations_ship_in_the_wheel(tmp_path):
-    """The built wheel carries convdb/migrations/NNN_*.py."""
-    import zipfile
+def test_installed_wheel_migrates_outside_a_checkout(tmp_path, empty_db_url):
+    """A non-editable install of the built wheel carries the core migrations and applies them."""
+    import os
 
+    wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), str(REPO)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
-    wheel = next(tmp_path.glob("convdb-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for module in CORE.modules():
-        assert f"convdb/migrations/{module}.py" in names
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(next(wheels.glob("convdb-*.whl"))),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target), "DATABASE_URL": empty_db_url}
+    where = subprocess.run(
+        [sys.executable, "-c", "import convdb.migrations as m; print(m.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert where.stdout.startswith(str(target))
+    result = subprocess.run(
+        [sys.executable, "-c", "from convdb.cli import main; main()", "migrate"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert history(empty_db_url) == CORE.modules()
