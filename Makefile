@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install demo test lint format migrate-apply migrate-new migrate-status embedded-stop clean
+.PHONY: help install demo test bench bench-smoke lint format migrate-apply migrate-new migrate-status embedded-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,9 +29,15 @@ demo: $(STAMP) ## Migrate the database (embedded unless DATABASE_URL), load samp
 test: $(STAMP) ## Run the test suite (TEST_DATABASE_URL, else an embedded PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+bench: $(STAMP) ## Benchmarks at scale (embedded unless DATABASE_URL); table into BENCHMARKS.md
+	$(BIN)/python -m bench --output BENCHMARKS.md
+
+bench-smoke: $(STAMP) ## Every benchmark on tiny sizes (under a minute), so the scripts never rot
+	$(BIN)/python -m bench --smoke
+
 lint: $(STAMP) ## ruff lint and format check
-	$(BIN)/ruff check convdb migrations tests
-	$(BIN)/ruff format --check convdb migrations tests
+	$(BIN)/ruff check convdb migrations tests bench
+	$(BIN)/ruff format --check convdb migrations tests bench
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix convdb migrations tests

@@ -1,0 +1,215 @@
+"""Enqueue latency and throughput, worker drain rate, worker memory.
+
+Drain runs are gated so that only draining is timed, not Python's start-up:
+the runner holds ``LOCK TABLE inbound_events IN EXCLUSIVE MODE`` (reads pass,
+the claim's UPDATE waits), starts the worker process(es), waits until each is
+blocked on that lock in ``pg_stat_activity``, then releases it and times until
+every process has exited.
+
+The canonical handler runs through the real ``convdb queue-worker --burst``.
+The no-op figure needs a handler that does nothing, which no installed plugin
+provides: it runs ``convdb.queue.worker.run`` (the function the CLI calls)
+in a child process with ``handlers={"message.received": no-op}``.
+
+A run may drain only the first ``due`` events of a larger backlog: the others
+are made due a day later, so they stay in the claim index (the backlog the
+claim query sees) without being drained. The figure says so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+
+from . import events
+from .report import percentile
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+NOOP_WORKER = """
+import sys
+from convdb.queue import worker
+config = worker.WorkerConfig(burst=True, progress_interval=0)
+worker.run(sys.argv[1], config=config, handlers={"message.received": lambda event: None})
+"""
+
+
+def enqueue_single(url: str, count: int) -> float:
+    """p50 (ms) of ``convdb.queue.enqueue`` of one canonical event with its commit."""
+    from convdb.db import closing, open_database
+    from convdb.queue import enqueue
+
+    payloads = [events.payload(i, tag=f"single-{time.time_ns()}") for i in range(count)]
+    timings = []
+    with closing(open_database(url)) as db:
+        for p in payloads:
+            started = time.perf_counter()
+            enqueue("message.received", p, db=db)
+            timings.append((time.perf_counter() - started) * 1000)
+    return percentile(timings, 50)
+
+
+def enqueue_batch(url: str, count: int, batch: int = 1000) -> float:
+    """Events/s through ``convdb.queue.enqueue_many`` in batches of ``batch``."""
+    from convdb.db import closing, open_database
+    from convdb.queue import enqueue_many
+
+    tag = f"batch-{time.time_ns()}"
+    payloads = [events.payload(i, tag=tag) for i in range(count)]
+    with closing(open_database(url)) as db:
+        started = time.perf_counter()
+        for start in range(0, count, batch):
+            enqueue_many("message.received", payloads[start : start + batch], db=db)
+        return count / (time.perf_counter() - started)
+
+
+@dataclass
+class Drain:
+    events: int
+    seconds: float
+    peak_rss_mb: float = 0.0
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (t, MB)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def prepare_backlog(url: str, backlog: int, due: int, tag: str) -> None:
+    """Clear pending work, insert ``backlog`` pending events, ``due`` of them due now."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM inbound_events WHERE status <> 'done'")
+    finally:
+        conn.close()
+    events.insert(url, 1, backlog, tag=tag)
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            if due < backlog:
+                cur.execute(
+                    "UPDATE inbound_events SET available_at = now() + interval '1 day' "
+                    "WHERE status = 'pending' AND id > "
+                    "(SELECT id FROM inbound_events WHERE status = 'pending' "
+                    " ORDER BY id OFFSET %s LIMIT 1) - 1",
+                    (due,),
+                )
+            cur.execute("VACUUM ANALYZE inbound_events")
+    finally:
+        conn.close()
+
+
+def _rss_mb(pid: int, key: str = "VmRSS") -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def drain(url: str, *, processes: int, noop: bool, expected: int) -> Drain:
+    """Drain what is due with ``processes`` worker processes; time and memory."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = url
+    if noop:
+        command = [sys.executable, "-c", NOOP_WORKER, url]
+    else:
+        command = [str(BIN / "convdb"), "queue-worker", "--burst", "-q"]
+    done_before = _done(url)
+    gate = psycopg2.connect(url)
+    procs: list[subprocess.Popen] = []
+    try:
+        with gate.cursor() as cur:
+            cur.execute("LOCK TABLE inbound_events IN EXCLUSIVE MODE")
+            procs = [
+                subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+                for _ in range(processes)
+            ]
+            _wait_blocked(url, procs, processes)
+        samples: list[tuple[float, float]] = []
+        started = time.perf_counter()
+        gate.commit()
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                rss = _rss_mb(procs[0].pid)
+                if rss is not None:
+                    samples.append((time.perf_counter() - started, rss))
+                stop.wait(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        peak = 0.0
+        for p in procs:
+            while p.poll() is None:
+                peak = max(peak, _rss_mb(p.pid, "VmHWM") or 0.0)
+                time.sleep(0.02)
+        seconds = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        for p in procs:
+            err = p.stderr.read()
+            if p.returncode != 0:
+                raise RuntimeError(f"worker exited {p.returncode}: {err}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        gate.close()
+    done = _done(url) - done_before
+    if done < expected:
+        raise RuntimeError(f"worker left work behind: {done} of {expected} events done")
+    peak = max([peak] + [mb for _, mb in samples])
+    return Drain(events=expected, seconds=seconds, peak_rss_mb=peak, rss_samples=samples)
+
+
+def _wait_blocked(url: str, procs: list[subprocess.Popen], count: int) -> None:
+    """Wait until ``count`` sessions wait on a lock (pg_stat_activity is a
+    per-transaction snapshot: poll from an autocommit connection)."""
+    monitor = psycopg2.connect(url)
+    monitor.autocommit = True
+    deadline = time.monotonic() + 60
+    try:
+        with monitor.cursor() as cur:
+            while True:
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                if cur.fetchone()[0] >= count:
+                    return
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    raise RuntimeError("worker did not reach its first claim")
+                time.sleep(0.01)
+    finally:
+        monitor.close()
+
+
+def _done(url: str) -> int:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM inbound_events WHERE status = 'done'")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def mark_done_rows(url: str, count: int) -> None:
+    """Insert ``count`` finished events (the history a long-running queue keeps)."""
+    events.insert(url, 10_000_001, count, tag="history", status="done")

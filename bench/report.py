@@ -1,0 +1,115 @@
+"""Figures, their statistics, and the one table ``make bench`` prints and writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convdb.report import format_table
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sample."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Figure:
+    """One row: a measured value per run, summarized as the median with min-max.
+
+    ``held`` compares the median with the target (``at_most`` or
+    ``at_least``); ``missing`` replaces the value by "n/a (reason)".
+    """
+
+    name: str
+    unit: str
+    runs: list[float] = field(default_factory=list)
+    at_most: float | None = None
+    at_least: float | None = None
+    target_text: str = ""
+    missing: str | None = None
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def held(self) -> bool | None:
+        if self.missing or not self.runs:
+            return None
+        if self.at_most is not None and self.median > self.at_most:
+            return False
+        return not (self.at_least is not None and self.median < self.at_least)
+
+    def value_text(self) -> str:
+        if self.missing:
+            return f"n/a ({self.missing})"
+        if not self.runs:
+            return "n/a (not run)"
+        fmt = _fmt(self.unit)
+        text = fmt(self.median)
+        if len(self.runs) > 1:
+            text += f" ({fmt(min(self.runs))}-{fmt(max(self.runs))}, {len(self.runs)} runs)"
+        return text + (f"; {self.note}" if self.note else "")
+
+    def row(self) -> list[str]:
+        held = {True: "yes", False: "NO", None: "-"}[self.held]
+        return [self.name, self.value_text(), self.target_text, held]
+
+
+def _fmt(unit: str):
+    def fmt(value: float) -> str:
+        if unit == "ms":
+            return f"{value:.2f} ms" if value < 10 else f"{value:.0f} ms"
+        if unit == "s":
+            return f"{value:.2f} s"
+        if unit == "/s":
+            return f"{value:,.0f}/s"
+        if unit == "x":
+            return f"{value:.2f}x"
+        if unit == "MB":
+            return f"{value:.0f} MB"
+        if unit == "%":
+            return f"{value:+.0f}%"
+        return f"{value:g} {unit}".strip()
+
+    return fmt
+
+
+HEADER = ["figure", "value: median (min-max)", "target", "held"]
+
+
+def table(figures: Sequence[Figure]) -> str:
+    return format_table(HEADER, [f.row() for f in figures])
+
+
+def markdown(figures: Sequence[Figure], *, server_version: str, notes: Sequence[str]) -> str:
+    lines = [
+        "# convdb benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench`); rerun it to refresh this file.",
+        "",
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- PostgreSQL: {server_version}",
+        f"- machine: {os.cpu_count()} cores",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    for figure in figures:
+        cells = [c.replace("|", "\\|") for c in figure.row()]
+        lines.append("| " + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
