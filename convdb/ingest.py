@@ -32,7 +32,9 @@ further ``to`` addresses (e.g. other recipients of an email) are contacts.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import weakref
 from dataclasses import dataclass
 
 import peewee
@@ -224,24 +226,48 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
 
 # --- writing ------------------------------------------------------------------------
 
+# Ingestion runs about fifteen small statements per message, and planning them
+# costs more than running them: each is PREPAREd once per connection and
+# EXECUTEd after that. Prepared statements survive a rolled-back transaction;
+# the registry is keyed by the connection and its server process id, so a
+# reconnect prepares again.
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-def _one(db, sql: str, params) -> tuple | None:
-    return db.execute_sql(sql, params).fetchone()
+
+def _run(db, sql: str, params: tuple = ()):
+    """Execute ``sql`` (``%s`` placeholders) as a prepared statement; the cursor."""
+    conn = db.connection()
+    names = _PREPARED.get(conn)
+    if names is None or names[0] != conn.info.backend_pid:
+        names = _PREPARED[conn] = (conn.info.backend_pid, set())
+    name = "convdb_ingest_" + hashlib.md5(sql.encode()).hexdigest()[:16]
+    if name not in names[1]:
+        parts = sql.split("%s")
+        numbered = "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
+        db.execute_sql(f"PREPARE {name} AS {numbered}")
+        names[1].add(name)
+    if not params:
+        return db.execute_sql(f"EXECUTE {name}")
+    return db.execute_sql(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
 
 
-def _find_or_create(db, select: str, insert: str, params: dict) -> int:
-    """Id of the row ``select`` finds, else of the row ``insert`` creates.
+def _one(db, sql: str, params: tuple) -> tuple | None:
+    return _run(db, sql, params).fetchone()
+
+
+def _find_or_create(db, select: str, key: tuple, insert: str, values: tuple) -> int:
+    """Id of the row ``select`` finds by ``key``, else of the row ``insert`` creates.
 
     ``insert`` ends in ``ON CONFLICT ... DO NOTHING RETURNING id``: when a
     concurrent transaction created the row first, it returns nothing (after
     waiting for that transaction) and ``select`` finds the row in a fresh
     snapshot. Existing rows are only read, never locked.
     """
-    for sql in (select, insert, select):
+    for sql, params in ((select, key), (insert, values), (select, key)):
         row = _one(db, sql, params)
         if row is not None:
             return row[0]
-    raise RuntimeError(f"row vanished while finding or creating it: {params!r}")
+    raise RuntimeError(f"row vanished while finding or creating it: {key!r}")
 
 
 _DEDUP = {
@@ -258,9 +284,8 @@ def _intern(db, what: str, raw: str, normalized: str) -> int:
     # Read first: interning an existing value through the helper's upsert would
     # write and lock its row until commit, serializing workers on common values.
     table, column, intern = _DEDUP[what]
-    row = _one(
-        db, f"SELECT id, {column} FROM {table} WHERE hash = %s", (dedup.dedup_hash(normalized),)
-    )
+    sql = f"SELECT id, {column} FROM {table} WHERE hash = %s"
+    row = _one(db, sql, (dedup.dedup_hash(normalized),))
     if row is not None and row[1] == normalized:
         return row[0]
     return intern(db, raw)  # creates it, or reports a 64-bit collision
@@ -269,37 +294,46 @@ def _intern(db, what: str, raw: str, normalized: str) -> int:
 def _customer(db, msg: CanonicalMessage) -> int:
     return _find_or_create(
         db,
-        "SELECT id FROM customers WHERE key = %(key)s",
-        "INSERT INTO customers (key, name) VALUES (%(key)s, %(name)s) "
+        "SELECT id FROM customers WHERE key = %s",
+        (msg.customer_key,),
+        "INSERT INTO customers (key, name) VALUES (%s, %s) "
         "ON CONFLICT (key) DO NOTHING RETURNING id",
-        {"key": msg.customer_key, "name": msg.customer_name},
+        (msg.customer_key, msg.customer_name),
     )
 
 
 def _provider(db, customer_id: int, msg: CanonicalMessage) -> int:
+    key = (customer_id, msg.provider_kind, msg.provider_name)
     return _find_or_create(
         db,
-        "SELECT id FROM providers WHERE customer_id = %(c)s AND kind = %(k)s AND name = %(n)s",
-        "INSERT INTO providers (customer_id, kind, name) VALUES (%(c)s, %(k)s, %(n)s) "
+        "SELECT id FROM providers WHERE customer_id = %s AND kind = %s AND name = %s",
+        key,
+        "INSERT INTO providers (customer_id, kind, name) VALUES (%s, %s, %s) "
         "ON CONFLICT (customer_id, kind, name) DO NOTHING RETURNING id",
-        {"c": customer_id, "k": msg.provider_kind, "n": msg.provider_name},
+        key,
     )
 
 
 def _contact(db, customer_id: int, kind: str, address: Address, name: str | None) -> int:
     what = "email_address" if kind == "email" else "phone_number"
-    address_id = _intern(db, what, address.raw, address.normalized)
-    column = f"{what}_id"
-    select = (
-        "SELECT ca.contact_id, c.display_name FROM contact_addresses ca "
-        "JOIN contacts c ON c.id = ca.contact_id "
-        f"WHERE ca.customer_id = %(c)s AND ca.{column} = %(a)s"
+    table, column, _ = _DEDUP[what]
+    link = f"{what}_id"
+    # The address and its contact in one round trip (the usual case: both exist).
+    row = _one(
+        db,
+        f"SELECT a.id, a.{column}, ca.contact_id, c.display_name FROM {table} a "
+        f"LEFT JOIN contact_addresses ca ON ca.{link} = a.id AND ca.customer_id = %s "
+        f"LEFT JOIN contacts c ON c.id = ca.contact_id WHERE a.hash = %s",
+        (customer_id, dedup.dedup_hash(address.normalized)),
     )
-    row = _one(db, select, {"c": customer_id, "a": address_id})
-    if row is not None:
-        if row[1] is None and name:  # a name learnt from a later message
-            db.execute_sql("UPDATE contacts SET display_name = %s WHERE id = %s", (name, row[0]))
-        return row[0]
+    if row is not None and row[1] == address.normalized and row[2] is not None:
+        if row[3] is None and name:  # a name learnt from a later message
+            _run(db, "UPDATE contacts SET display_name = %s WHERE id = %s", (name, row[2]))
+        return row[2]
+    if row is not None and row[1] == address.normalized:
+        address_id = row[0]
+    else:
+        address_id = _intern(db, what, address.raw, address.normalized)
     (contact_id,) = _one(
         db,
         "INSERT INTO contacts (customer_id, display_name) VALUES (%s, %s) RETURNING id",
@@ -307,21 +341,22 @@ def _contact(db, customer_id: int, kind: str, address: Address, name: str | None
     )
     linked = _one(
         db,
-        f"INSERT INTO contact_addresses (customer_id, contact_id, {column}) "
-        f"VALUES (%(c)s, %(id)s, %(a)s) ON CONFLICT (customer_id, {column}) DO NOTHING "
-        f"RETURNING contact_id",
-        {"c": customer_id, "id": contact_id, "a": address_id},
+        f"INSERT INTO contact_addresses (customer_id, contact_id, {link}) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (customer_id, {link}) DO NOTHING RETURNING contact_id",
+        (customer_id, contact_id, address_id),
     )
     if linked is not None:
         return contact_id
     # A concurrent worker linked this address first: use its contact.
-    db.execute_sql("DELETE FROM contacts WHERE id = %s", (contact_id,))
-    return _one(db, select, {"c": customer_id, "a": address_id})[0]
+    _run(db, "DELETE FROM contacts WHERE id = %s", (contact_id,))
+    existing = f"SELECT contact_id FROM contact_addresses WHERE customer_id = %s AND {link} = %s"
+    return _one(db, existing, (customer_id, address_id))[0]
 
 
 def _endpoint(db, customer_id: int, provider_id: int, msg: CanonicalMessage) -> None:
     own = msg.customer_endpoint
-    db.execute_sql(
+    _run(
+        db,
         "INSERT INTO endpoint_mappings (customer_id, provider_id, kind, address, normalized, hash) "
         "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (customer_id, kind, normalized) DO NOTHING",
         (
@@ -336,19 +371,19 @@ def _endpoint(db, customer_id: int, provider_id: int, msg: CanonicalMessage) -> 
 
 
 def _conversation(db, customer_id: int, msg: CanonicalMessage) -> int:
-    params = {"c": customer_id, "topic": msg.subject}
     if msg.conversation_key is not None:
-        column, params["k"] = "key", msg.conversation_key
+        column, key = "key", msg.conversation_key
     else:
         column = "thread_key"
         ends = [msg.channel, msg.customer_endpoint.normalized, msg.contacts[0].normalized]
-        params["k"] = json.dumps(ends, ensure_ascii=False)
+        key = json.dumps(ends, ensure_ascii=False)
     return _find_or_create(
         db,
-        f"SELECT id FROM conversations WHERE customer_id = %(c)s AND {column} = %(k)s",
-        f"INSERT INTO conversations (customer_id, topic, {column}) VALUES (%(c)s, %(topic)s, "
-        f"%(k)s) ON CONFLICT (customer_id, {column}) DO NOTHING RETURNING id",
-        params,
+        f"SELECT id FROM conversations WHERE customer_id = %s AND {column} = %s",
+        (customer_id, key),
+        f"INSERT INTO conversations (customer_id, {column}, topic) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (customer_id, {column}) DO NOTHING RETURNING id",
+        (customer_id, key, msg.subject),
     )
 
 
@@ -357,25 +392,33 @@ def ingest_message(db: peewee.Database, msg: CanonicalMessage) -> int | None:
 
     Runs in the caller's transaction (wrap it in ``db.atomic()``).
     """
-    customer_id = _customer(db, msg)
-    provider_id = _provider(db, customer_id, msg)
-    existing = _one(
+    # Customer, provider and an already stored copy of the message in one round trip.
+    known = _one(
         db,
-        "SELECT id FROM messages WHERE provider_id = %s AND provider_message_id = %s",
-        (provider_id, msg.message_id),
+        "SELECT c.id, p.id, m.id FROM customers c "
+        "LEFT JOIN providers p ON p.customer_id = c.id AND p.kind = %s AND p.name = %s "
+        "LEFT JOIN messages m ON m.provider_id = p.id AND m.provider_message_id = %s "
+        "WHERE c.key = %s",
+        (msg.provider_kind, msg.provider_name, msg.message_id, msg.customer_key),
     )
-    if existing is not None:
-        return None
+    if known is not None and known[2] is not None:
+        return None  # delivered before
+    customer_id = known[0] if known is not None else _customer(db, msg)
+    if known is not None and known[1] is not None:
+        provider_id = known[1]
+    else:
+        provider_id = _provider(db, customer_id, msg)
     _endpoint(db, customer_id, provider_id, msg)
     conversation_id = _conversation(db, customer_id, msg)
     kind, us = msg.provider_kind, msg.customer_endpoint
     people = [(_contact(db, customer_id, kind, us, us.name or msg.customer_name), "customer")]
     people += [(_contact(db, customer_id, kind, a, a.name), "contact") for a in msg.contacts]
-    db.execute_sql(
+    _run(
+        db,
         "INSERT INTO conversation_participants (conversation_id, contact_id, role) VALUES "
         + ", ".join(["(%s, %s, %s)"] * len(people))
         + " ON CONFLICT DO NOTHING",
-        [v for contact_id, role in people for v in (conversation_id, contact_id, role)],
+        tuple(v for contact_id, role in people for v in (conversation_id, contact_id, role)),
     )
     body_column, body_id = "email_body_id", None
     if msg.channel == "xms":
@@ -403,7 +446,8 @@ def ingest_message(db: peewee.Database, msg: CanonicalMessage) -> int | None:
     message_id = row[0]
     for url, content_type in msg.attachments:
         url_id = _intern(db, "url", url, dedup.normalize_url(url))
-        db.execute_sql(
+        _run(
+            db,
             "WITH a AS (INSERT INTO attachments (url_id, content_type) VALUES (%s, %s) "
             "RETURNING id) INSERT INTO message_attachments (message_id, attachment_id) "
             "SELECT %s, id FROM a",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import select
+import subprocess
 
 import psycopg2
 import pytest
@@ -13,7 +15,7 @@ from convdb.exceptions import ConfigError, PayloadError, QueueError
 from convdb.queue import QueueManager, enqueue, enqueue_many, queries
 from convdb.queue.ops import parse_duration
 
-from .conftest import run_cli
+from .conftest import BIN, run_cli
 from .test_queue_fixtures import example, query, scalar, sms_events, status_counts
 
 
@@ -65,17 +67,17 @@ def test_enqueue_notifies_listeners(db, db_url):
         listener.close()
 
 
-def test_cli_enqueue_from_stdin_and_file(db_url, tmp_path):
+def test_cli_enqueue_from_file_and_stdin(db_url, tmp_path):
     lines = "\n".join(json.dumps(p) for p in sms_events(3)) + "\n\n"
     path = tmp_path / "events.jsonl"
     path.write_text(lines)
-    env = {"DATABASE_URL": db_url}
-    result = run_cli("convdb", "enqueue", "message.received", str(path), "--key-field",
-                     "message_id", env=env, check=True)
-    assert "stored 3 event(s)" in result.stdout
-    again = run_cli("convdb", "enqueue", "message.received", str(path), "--key-field",
-                    "message_id", env=env, check=True)
-    assert "stored 0 event(s) of type message.received; 3 duplicate(s) skipped" in again.stdout
+    args = [str(BIN / "convdb"), "enqueue", "message.received", "--key-field", "message_id"]
+    env = {**os.environ, "DATABASE_URL": db_url}
+    from_file = subprocess.run([*args, str(path)], env=env, capture_output=True, text=True)
+    assert "stored 3 event(s)" in from_file.stdout, from_file.stderr
+    from_stdin = subprocess.run(args, input=lines, env=env, capture_output=True, text=True)
+    expected = "stored 0 event(s) of type message.received; 3 duplicate(s) skipped"
+    assert expected in from_stdin.stdout, from_stdin.stderr
     assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 3
 
 
@@ -161,8 +163,16 @@ def test_cli_stats_retry_dead_and_purge(db_url):
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("45s", 45), ("30m", 1800), ("12h", 43200), ("7d", 604800),
-                          ("2w", 1209600), ("1d12h", 129600), ("1.5h", 5400)]
+    ("text", "seconds"),
+    [
+        ("45s", 45),
+        ("30m", 1800),
+        ("12h", 43200),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("1d12h", 129600),
+        ("1.5h", 5400),
+    ],
 )
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds

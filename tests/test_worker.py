@@ -121,9 +121,12 @@ def test_bad_payloads_go_dead_with_readable_errors_good_ones_are_ingested(db_url
     worker = start_worker(db_url, "--burst", "-q")
     assert worker.wait(timeout=30) == 0
     assert status_counts(db_url) == {"done": 20, "dead": 4}
-    errors = [r[0] for r in query(
-        db_url, "SELECT last_error FROM inbound_events WHERE status = 'dead' ORDER BY id"
-    )]
+    errors = [
+        r[0]
+        for r in query(
+            db_url, "SELECT last_error FROM inbound_events WHERE status = 'dead' ORDER BY id"
+        )
+    ]
     assert errors == [
         "sent_at: no time zone in '2025-11-05 10:00:00'; give an offset such as Z or +02:00",
         "to: missing (required)",
@@ -206,8 +209,7 @@ def test_serialization_failure_is_retried_at_once_without_a_new_attempt(db_url):
         calls.append(event.id)
         if len(calls) == 1:
             convdb_db.database.execute_sql(
-                "DO $$ BEGIN RAISE EXCEPTION 'simulated conflict' USING ERRCODE = '40001'; "
-                "END $$"
+                "DO $$ BEGIN RAISE EXCEPTION 'simulated conflict' USING ERRCODE = '40001'; END $$"
             )
         convdb_db.database.execute_sql("INSERT INTO customers (name) VALUES ('ok')")
 
@@ -232,12 +234,14 @@ def test_lost_connection_mid_batch_reconnects_and_redoes_the_batch(db_url):
 
     fill(db_url, [{"n": n} for n in range(1, 5)], event_type="k")
     lines = []
-    counters = run(db_url, handlers={"k": killer}, config=quiet(backoff_base=0.01),
-                   echo=lines.append)
+    counters = run(
+        db_url, handlers={"k": killer}, config=quiet(backoff_base=0.01), echo=lines.append
+    )
     while status_counts(db_url) != {"done": 4}:  # the culprit waits out its backoff
         counters = run(db_url, handlers={"k": killer}, config=quiet(), echo=lines.append)
     assert any("reconnecting" in line for line in lines)
-    assert query(db_url, "SELECT attempts FROM inbound_events ORDER BY id") == [(1,), (2,), (1,), (1,)]
+    attempts = query(db_url, "SELECT attempts FROM inbound_events ORDER BY id")
+    assert attempts == [(1,), (2,), (1,), (1,)]
     # The first try of the batch was rolled back: one committed write per event.
     assert scalar(db_url, "SELECT count(*) FROM customers") == 4
     assert counters.dead == 0
