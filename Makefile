@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install convdb with its development tools
 
-demo: $(STAMP) ## Migrate the database (embedded unless DATABASE_URL), load sample data, print the overview
+demo: $(STAMP) ## Migrate (embedded DB unless DATABASE_URL), enqueue sample webhooks, drain them, print the overview
 	$(BIN)/convdb demo
 
 test: $(STAMP) ## Run the test suite (TEST_DATABASE_URL, else an embedded PostgreSQL)
