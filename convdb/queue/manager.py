@@ -125,6 +125,7 @@ class QueueManager:
 
     def __init__(self, db: peewee.Database) -> None:
         self.db = db
+        self._listening_pid: int | None = None  # the connection that LISTENs
 
     # --- connection ------------------------------------------------------------
 
@@ -145,8 +146,12 @@ class QueueManager:
             state.reset()
 
     def listen(self) -> None:
+        """LISTEN on this thread's connection (again after a reconnect)."""
         with translated("listen for new events"):
-            self.db.execute_sql(f"LISTEN {queries.CHANNEL}")
+            pid = self.db.connection().info.backend_pid
+            if self._listening_pid != pid:
+                self.db.execute_sql(f"LISTEN {queries.CHANNEL}")
+                self._listening_pid = pid
 
     def wait(self, timeout: float, wake_fd: int | None = None) -> bool:
         """Wait up to ``timeout`` s for a NOTIFY (True) or ``wake_fd`` to be readable."""

@@ -207,14 +207,12 @@ class Worker:
 
     def _loop(self, manager: QueueManager, worker_id: str) -> None:
         cfg = self.config
-        listening = False
         failing_since = None
         while not self.stopping:
             try:
                 manager.connect()
-                if not listening and not cfg.burst:
+                if not cfg.burst:
                     manager.listen()
-                    listening = True
                 events, abandoned = manager.claim(
                     worker_id, cfg.batch_size, cfg.lease_seconds, cfg.max_attempts
                 )
@@ -233,7 +231,6 @@ class Worker:
                     raise
                 self.echo(f"convdb queue-worker: {exc}; reconnecting")
                 manager.reset_connection()
-                listening = False
                 self._sleep(min(5.0, 0.5 + time.monotonic() - failing_since))
                 continue
             if abandoned:
