@@ -271,7 +271,7 @@ def queue_figures(server: Server, template: str, sizes: Sizes, notes: list[str])
                 "%",
                 runs=[(b / a - 1) * 100 for a, b in zip(base[kind], big, strict=True)],
                 at_least=-20,
-                target_text="within 20%",
+                target_text="at most 20% slower",
             )
         )
     figures.append(
