@@ -132,6 +132,25 @@ def test_manual_pw_migrate_equivalent_then_checksum_recorded(empty_db_url, notes
     )
     assert recorded == [(2,)]
     assert "not recorded" not in run_cli("convdb", "status", env=env, check=True).stdout
+    # pw_migrate writing into a history table that has convdb's checksum column
+    run_cli("convdb", "rollback", "--plugin", "notes", env=env, check=True)
+    run_cli(
+        "pw_migrate",
+        "migrate",
+        "--database",
+        empty_db_url,
+        "--directory",
+        str(directory),
+        "--migratetable",
+        "migratehistory_notes",
+        env=env,
+        check=True,
+    )
+    status = run_cli("convdb", "status", "--plugin", "notes", env=env, check=True).stdout
+    assert "[x] 002_notes_author  (applied" in status
+    assert status.count("checksum not recorded yet") == 1
+    out = run_cli("convdb", "migrate", env=env, check=True).stdout
+    assert "notes: recorded checksum of 002_notes_author" in out
 
 
 def test_migrate_one_plugin_needs_its_dependencies(empty_db_url, notes_site):
