@@ -35,6 +35,9 @@ Library surface (the queue worker and the CLI use these):
 - :func:`load_handlers` — ``{event_type: callable}`` over every plugin
   (``core``'s ``message.received`` / ``message.sent`` included). Two
   plugins claiming one event type is a :class:`PluginError` naming both.
+  The queue worker calls it once at start-up.
+- :func:`order`, :func:`dependencies`, :func:`dependents` — the graph, on
+  any list of :class:`Found` (pure functions).
 
 A handler may be given as a callable or as a ``"module:attribute"`` string,
 imported when :func:`load_handlers` runs; the core uses strings so that
