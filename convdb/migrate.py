@@ -12,12 +12,10 @@ already applied, or (for ``plugin=``) a dependency with pending migrations.
 Any of these stops the run with a :class:`MigrationError` naming the files.
 An edit is accepted explicitly with ``accept=["source/NNN_name"]``.
 
-Locking: every run holds a PostgreSQL advisory lock on its own connection for
-the whole session (:class:`MigrationDatabase`), taken with try-lock polling in
-autocommit, so a waiting migrator never sits in a transaction: a ``CREATE
-INDEX CONCURRENTLY`` in the running one (which waits for older transactions)
-cannot deadlock against it. The lock goes with the connection, which is
-closed in ``finally``: a failed migration never leaves it held.
+Locking: every run holds the migration advisory lock for its whole session
+(:mod:`convdb.migration_lock`), so concurrent migrators, ``pw_migrate``
+included, run one after the other; a failed run releases it with its
+connection.
 
 Transactions: each module runs in its own transaction (a failure leaves
 nothing of it, and it is not recorded), unless it declares
@@ -34,7 +32,6 @@ import datetime as dt
 import logging
 import re
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +40,9 @@ import peewee
 from peewee_migrate.template import TEMPLATE
 
 from . import plugins as plugins_lib
-from .db import ConvdbDatabase, closing, open_database, resolve_url
+from .db import closing, open_database, resolve_url
 from .exceptions import MigrationError, PluginError
+from .migration_lock import MIGRATION_LOCK_KEY, MigrationDatabase
 from .migration_sources import (
     CORE,
     MODULE_RE,
@@ -56,64 +54,8 @@ from .migration_sources import (
 )
 from .migration_steps import DryRun, DryRunStep, apply_one, try_one
 
-# pg_advisory_lock key shared by every convdb migrator: the first 8 bytes of
-# md5("convdb.migrate") as a signed bigint.
-MIGRATION_LOCK_KEY = -56033724332835728
-LOCK_POLL_SECONDS = 0.25
-
 log = logging.getLogger("convdb.migrate")
 Echo = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-class MigrationDatabase(ConvdbDatabase):
-    """A database whose connection holds the migration advisory lock.
-
-    The lock is taken at connect time, before any history is read, with
-    try-lock polling (so a waiting migrator can say what it waits for, and
-    holds no transaction while it waits: peewee connections are autocommit)
-    and released when the connection closes, also after a failure.
-    """
-
-    def __init__(self, url: str, *, on_wait: Echo = _stderr, **kwargs) -> None:
-        super().__init__(url, **kwargs)
-        self._on_wait = on_wait
-
-    def _initialize_connection(self, conn) -> None:
-        super()._initialize_connection(conn)
-        announced = False
-        with conn.cursor() as cur:
-            while True:
-                cur.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-                if cur.fetchone()[0]:
-                    return
-                if not announced:
-                    self._on_wait(
-                        f"convdb: waiting for the migration lock on {self.database!r}, "
-                        f"held by {_lock_holder(cur)}"
-                    )
-                    announced = True
-                time.sleep(LOCK_POLL_SECONDS)
-
-
-def _lock_holder(cur) -> str:
-    cur.execute(
-        """
-        SELECT a.pid, a.application_name, a.client_addr
-          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted
-           AND l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
-        """,
-        (MIGRATION_LOCK_KEY,),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return "another session"
-    pid, app, addr = row
-    return f"backend pid {pid} ({app or 'unknown application'}, {addr or 'local socket'})"
 
 
 def _open(url: str | None) -> MigrationDatabase:
