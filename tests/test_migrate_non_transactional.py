@@ -122,14 +122,18 @@ def test_waiting_migrator_does_not_deadlock_concurrently(empty_db_url, tmp_path)
         tmp_path / "site",
     )
     env = {**os.environ, **plugin_env(empty_db_url, site)}
-    first = subprocess.Popen(
-        [str(BIN / "convdb"), "migrate"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def start():
+        return subprocess.Popen(
+            [str(BIN / "convdb"), "migrate"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    first = start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until the first one is inside 002
         tables = {r[0] for r in query(empty_db_url, "SELECT tablename FROM pg_tables")}
@@ -138,14 +142,7 @@ def test_waiting_migrator_does_not_deadlock_concurrently(empty_db_url, tmp_path)
         ]:
             break
         time.sleep(0.05)
-    second = subprocess.Popen(
-        [str(BIN / "convdb"), "migrate"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    second = start()
     out1, err1 = first.communicate(timeout=60)
     out2, err2 = second.communicate(timeout=60)
     assert first.returncode == 0, err1

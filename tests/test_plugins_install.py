@@ -109,7 +109,8 @@ def test_manual_pw_migrate_equivalent_then_checksum_recorded(empty_db_url, notes
     env = plugin_env(empty_db_url, notes_site)
     run_cli("convdb", "migrate", "--plugin", "core", env=env, check=True)
     directory = notes_site / "convdb_notes_test" / "migrations"
-    run_cli(
+    # the README's command: pw_migrate alone, on the plugin's installed folder
+    manual = (
         "pw_migrate",
         "migrate",
         "--database",
@@ -118,9 +119,8 @@ def test_manual_pw_migrate_equivalent_then_checksum_recorded(empty_db_url, notes
         str(directory),
         "--migratetable",
         "migratehistory_notes",
-        env=env,
-        check=True,
     )
+    run_cli(*manual, env=env, check=True)
     assert history(empty_db_url, "migratehistory_notes") == ["001_notes", "002_notes_author"]
     status = run_cli("convdb", "status", "--plugin", "notes", env=env, check=True).stdout
     assert "[x] 001_notes" in status and "checksum not recorded yet" in status
@@ -134,18 +134,7 @@ def test_manual_pw_migrate_equivalent_then_checksum_recorded(empty_db_url, notes
     assert "not recorded" not in run_cli("convdb", "status", env=env, check=True).stdout
     # pw_migrate writing into a history table that has convdb's checksum column
     run_cli("convdb", "rollback", "--plugin", "notes", env=env, check=True)
-    run_cli(
-        "pw_migrate",
-        "migrate",
-        "--database",
-        empty_db_url,
-        "--directory",
-        str(directory),
-        "--migratetable",
-        "migratehistory_notes",
-        env=env,
-        check=True,
-    )
+    run_cli(*manual, env=env, check=True)
     status = run_cli("convdb", "status", "--plugin", "notes", env=env, check=True).stdout
     assert "[x] 002_notes_author  (applied" in status
     assert status.count("checksum not recorded yet") == 1
