@@ -164,9 +164,9 @@ class SourceRouter(Router):
 
         History.create_table(safe=True)
         # a table made by plain pw_migrate has no checksum column yet
-        self.database.execute_sql(
-            f'ALTER TABLE "{self.migrate_table}" ADD COLUMN IF NOT EXISTS checksum TEXT'
-        )
+        table = self.migrate_table
+        if "checksum" not in {c.name for c in self.database.get_columns(table)}:
+            self.database.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN checksum TEXT')
         return History
 
     @property
