@@ -36,8 +36,8 @@ bench-smoke: $(STAMP) ## Every benchmark on tiny sizes (under a minute), so the 
 	$(BIN)/python -m bench --smoke
 
 lint: $(STAMP) ## ruff lint and format check
-	$(BIN)/ruff check convdb migrations tests bench
-	$(BIN)/ruff format --check convdb migrations tests bench
+	$(BIN)/ruff check convdb migrations tests bench plugins
+	$(BIN)/ruff format --check convdb migrations tests bench plugins
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix convdb migrations tests
@@ -49,9 +49,9 @@ migrate-apply: $(STAMP) ## Apply every pending migration (convdb migrate)
 migrate-status: $(STAMP) ## Show applied and pending migrations (convdb status)
 	$(BIN)/convdb status
 
-migrate-new: $(STAMP) ## Scaffold a core migration: make migrate-new name=add_something
-	@test -n "$(name)" || (echo "usage: make migrate-new name=NAME" >&2; exit 2)
-	$(BIN)/convdb create $(name)
+migrate-new: $(STAMP) ## Scaffold a migration: make migrate-new name=add_something [plugin=tags]
+	@test -n "$(name)" || (echo "usage: make migrate-new name=NAME [plugin=PLUGIN]" >&2; exit 2)
+	$(BIN)/convdb create $(name) $(if $(plugin),--plugin $(plugin))
 
 embedded-stop: $(STAMP) ## Stop the embedded PostgreSQL started in .convdb/
 	$(BIN)/convdb embedded-stop
