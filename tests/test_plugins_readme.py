@@ -43,3 +43,16 @@ def test_readme_minimal_plugin_installs_and_migrates(tmp_path, empty_db_url):
     assert fk == [("conversations",)]
     created = run_cli("convdb", "create", "add_author", "--plugin", "notes", env=env, check=True)
     assert "convdb_notes/migrations/002_add_author.py" in created.stdout
+
+
+def test_every_documented_migration_option_exists():
+    """Each `convdb migrate|status|rollback|create|plugins --option` in the README is real."""
+    from convdb.cli import cli
+
+    text = (REPO / "README.md").read_text()
+    used = re.findall(r"convdb (migrate|status|rollback|create|plugins)\b([^`\n]*)", text)
+    assert len(used) > 10
+    for command, rest in used:
+        options = {opt for p in cli.commands[command].params for opt in p.opts}
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", rest):
+            assert flag in options, f"README: convdb {command} {flag} does not exist"
