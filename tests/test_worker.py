@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -118,8 +120,11 @@ def test_bad_payloads_go_dead_with_readable_errors_good_ones_are_ingested(db_url
     ]
     fill(db_url, good[:10] + bad + good[10:])
     fill(db_url, [{"whatever": 1}], event_type="no.such.type")
-    worker = start_worker(db_url, "--burst", "-q")
-    assert worker.wait(timeout=30) == 0
+    worker = start_worker(db_url, "--burst")
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    # Without -q, a burst run ends with its progress line.
+    assert "events/s, done 20, retried 0, dead 4, queue depth 0" in err
     assert status_counts(db_url) == {"done": 20, "dead": 4}
     errors = [
         r[0]
@@ -255,3 +260,40 @@ def test_enqueue_in_process_then_burst_on_the_canonical_handlers(db_url):
     counters = run(db_url, config=quiet(), echo=lambda _: None)
     assert counters.done == 1
     assert messages_by_provider_id(db_url) == (1, 1)
+
+
+SLOW_WORKER = """
+import sys, time
+from convdb.queue.worker import WorkerConfig, run
+run(sys.argv[1], handlers={"slow": lambda event: time.sleep(30)},
+    config=WorkerConfig(lease_seconds=1, progress_interval=0))
+"""
+
+
+def test_second_signal_exits_at_once_and_the_lease_covers_the_rest(db_url):
+    fill(db_url, [{"n": 1}], event_type="slow")
+    worker = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WORKER, db_url], stderr=subprocess.PIPE, text=True
+    )
+    wait_until(lambda: status_counts(db_url) == {"processing": 1})
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the handler is still sleeping: the first signal cannot finish
+    assert worker.poll() is None
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 2
+    assert "SIGTERM received, finishing the events in hand" in worker.stderr.read()
+    # What it held is taken over once the lease (1 s) runs out.
+    time.sleep(1.2)
+    assert scalar(db_url, "SELECT count(*) FROM inbound_events WHERE locked_until < now()") == 1
+
+
+def test_concurrency_threads_share_the_queue_without_overlap(db_url):
+    fill(db_url, sms_events(300, customers=3, contacts=30))
+    counters = run(db_url, config=quiet(concurrency=3, batch_size=10), echo=lambda _: None)
+    assert counters.done == 300
+    assert query(db_url, "SELECT DISTINCT attempts FROM inbound_events") == [(1,)]
+    assert messages_by_provider_id(db_url) == (300, 300)
+    threads = scalar(db_url, "SELECT count(DISTINCT locked_by) FROM inbound_events")
+    assert threads == 3
