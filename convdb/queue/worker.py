@@ -173,7 +173,7 @@ class Worker:
             rate = (total - last_total) / (now - last_at)
             last_total, last_at = total, now
             self.echo(self._progress(rate))
-        if interval:
+        if interval and not self._errors:
             c = self.counters
             elapsed = max(time.monotonic() - started, 1e-9)
             self.echo(self._progress((c.done + c.dead + c.retried) / elapsed, final=True))
