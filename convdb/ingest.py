@@ -314,18 +314,29 @@ def _provider(db, customer_id: int, msg: CanonicalMessage) -> int:
     )
 
 
-def _contact(db, customer_id: int, kind: str, address: Address, name: str | None) -> int:
+def _address_table(kind: str) -> tuple[str, str, str]:
+    """(dedup table, its normalized column, the link column in contact_addresses)."""
     what = "email_address" if kind == "email" else "phone_number"
-    table, column, _ = _DEDUP[what]
-    link = f"{what}_id"
-    # The address and its contact in one round trip (the usual case: both exist).
-    row = _one(
+    return _DEDUP[what][0], _DEDUP[what][1], f"{what}_id"
+
+
+def _known_contacts(db, customer_id: int, kind: str, addresses) -> dict[int, tuple]:
+    """Every address already stored, and its contact if any, by hash: one round trip."""
+    table, column, link = _address_table(kind)
+    rows = _run(
         db,
-        f"SELECT a.id, a.{column}, ca.contact_id, c.display_name FROM {table} a "
+        f"SELECT a.hash, a.id, a.{column}, ca.contact_id, c.display_name FROM {table} a "
         f"LEFT JOIN contact_addresses ca ON ca.{link} = a.id AND ca.customer_id = %s "
-        f"LEFT JOIN contacts c ON c.id = ca.contact_id WHERE a.hash = %s",
-        (customer_id, dedup.dedup_hash(address.normalized)),
-    )
+        f"LEFT JOIN contacts c ON c.id = ca.contact_id WHERE a.hash = ANY(%s)",
+        (customer_id, sorted({dedup.dedup_hash(a.normalized) for a in addresses})),
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def _contact(db, customer_id: int, kind: str, address: Address, name, known: dict) -> int:
+    """The contact of ``address`` (created with ``name`` if new); ``known``: see above."""
+    link = _address_table(kind)[2]
+    row = known.get(dedup.dedup_hash(address.normalized))
     if row is not None and row[1] == address.normalized and row[2] is not None:
         if row[3] is None and name:  # a name learnt from a later message
             _run(db, "UPDATE contacts SET display_name = %s WHERE id = %s", (name, row[2]))
@@ -333,7 +344,7 @@ def _contact(db, customer_id: int, kind: str, address: Address, name: str | None
     if row is not None and row[1] == address.normalized:
         address_id = row[0]
     else:
-        address_id = _intern(db, what, address.raw, address.normalized)
+        address_id = _intern(db, link[:-3], address.raw, address.normalized)
     (contact_id,) = _one(
         db,
         "INSERT INTO contacts (customer_id, display_name) VALUES (%s, %s) RETURNING id",
@@ -370,13 +381,16 @@ def _endpoint(db, customer_id: int, provider_id: int, msg: CanonicalMessage) -> 
     )
 
 
-def _conversation(db, customer_id: int, msg: CanonicalMessage) -> int:
+def _conversation_key(msg: CanonicalMessage) -> tuple[str, str]:
+    """(column, value): the payload's key, else the channel and both endpoints."""
     if msg.conversation_key is not None:
-        column, key = "key", msg.conversation_key
-    else:
-        column = "thread_key"
-        ends = [msg.channel, msg.customer_endpoint.normalized, msg.contacts[0].normalized]
-        key = json.dumps(ends, ensure_ascii=False)
+        return "key", msg.conversation_key
+    ends = [msg.channel, msg.customer_endpoint.normalized, msg.contacts[0].normalized]
+    return "thread_key", json.dumps(ends, ensure_ascii=False)
+
+
+def _conversation(db, customer_id: int, msg: CanonicalMessage) -> int:
+    column, key = _conversation_key(msg)
     return _find_or_create(
         db,
         f"SELECT id FROM conversations WHERE customer_id = %s AND {column} = %s",
@@ -392,27 +406,45 @@ def ingest_message(db: peewee.Database, msg: CanonicalMessage) -> int | None:
 
     Runs in the caller's transaction (wrap it in ``db.atomic()``).
     """
-    # Customer, provider and an already stored copy of the message in one round trip.
-    known = _one(
-        db,
-        "SELECT c.id, p.id, m.id FROM customers c "
-        "LEFT JOIN providers p ON p.customer_id = c.id AND p.kind = %s AND p.name = %s "
-        "LEFT JOIN messages m ON m.provider_id = p.id AND m.provider_message_id = %s "
-        "WHERE c.key = %s",
-        (msg.provider_kind, msg.provider_name, msg.message_id, msg.customer_key),
+    body_table = "email_bodies" if msg.channel == "email" else "xms_bodies"
+    normalized_body = dedup.normalize_body(msg.body)
+    body_hash = dedup.dedup_hash(normalized_body) if normalized_body else None
+    column, key = _conversation_key(msg)
+    # What already exists, in one round trip: the customer, its provider, a
+    # stored copy of this message, the conversation and the body.
+    known = (
+        _one(
+            db,
+            "SELECT c.id, p.id, m.id, cv.id, b.id, b.normalized FROM customers c "
+            "LEFT JOIN providers p ON p.customer_id = c.id AND p.kind = %s AND p.name = %s "
+            "LEFT JOIN messages m ON m.provider_id = p.id AND m.provider_message_id = %s "
+            f"LEFT JOIN conversations cv ON cv.customer_id = c.id AND cv.{column} = %s "
+            f"LEFT JOIN {body_table} b ON b.hash = %s "
+            "WHERE c.key = %s",
+            (
+                msg.provider_kind,
+                msg.provider_name,
+                msg.message_id,
+                key,
+                body_hash,
+                msg.customer_key,
+            ),
+        )
+        or (None,) * 6
     )
-    if known is not None and known[2] is not None:
+    customer_id, provider_id, stored, conversation_id, body_id, body_text = known
+    if stored is not None:
         return None  # delivered before
-    customer_id = known[0] if known is not None else _customer(db, msg)
-    if known is not None and known[1] is not None:
-        provider_id = known[1]
-    else:
-        provider_id = _provider(db, customer_id, msg)
+    customer_id = customer_id or _customer(db, msg)
+    provider_id = provider_id or _provider(db, customer_id, msg)
     _endpoint(db, customer_id, provider_id, msg)
-    conversation_id = _conversation(db, customer_id, msg)
+    conversation_id = conversation_id or _conversation(db, customer_id, msg)
     kind, us = msg.provider_kind, msg.customer_endpoint
-    people = [(_contact(db, customer_id, kind, us, us.name or msg.customer_name), "customer")]
-    people += [(_contact(db, customer_id, kind, a, a.name), "contact") for a in msg.contacts]
+    found = _known_contacts(db, customer_id, kind, (us, *msg.contacts))
+    people = [
+        (_contact(db, customer_id, kind, us, us.name or msg.customer_name, found), "customer")
+    ]
+    people += [(_contact(db, customer_id, kind, a, a.name, found), "contact") for a in msg.contacts]
     _run(
         db,
         "INSERT INTO conversation_participants (conversation_id, contact_id, role) VALUES "
@@ -420,12 +452,11 @@ def ingest_message(db: peewee.Database, msg: CanonicalMessage) -> int | None:
         + " ON CONFLICT DO NOTHING",
         tuple(v for contact_id, role in people for v in (conversation_id, contact_id, role)),
     )
-    body_column, body_id = "email_body_id", None
-    if msg.channel == "xms":
-        body_column = "xms_body_id"
-    normalized_body = dedup.normalize_body(msg.body)
-    if normalized_body:
+    body_column = "email_body_id" if msg.channel == "email" else "xms_body_id"
+    if normalized_body and body_text != normalized_body:
         body_id = _intern(db, body_column[:-3], msg.body, normalized_body)
+    elif not normalized_body:
+        body_id = None
     row = _one(
         db,
         f"INSERT INTO messages (conversation_id, provider_id, provider_message_id, direction, "
