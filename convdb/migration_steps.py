@@ -76,20 +76,14 @@ def apply_one(router, name: str, *, downgrade: bool = False) -> None:
     except Exception as exc:
         migrator.__ops__ = []
         action = "rollback of" if downgrade else "migration"
-        if transactional:
-            what, hint = (
-                "failed and was rolled back",
-                ("Nothing of it was applied or recorded; fix it and run the command again."),
-            )
-        else:
-            what, hint = (
-                "(non-transactional) failed",
-                (
-                    "Statements before the failing one stay applied; it was not recorded. "
-                    "Check the database (a failed CREATE INDEX CONCURRENTLY leaves an INVALID "
-                    "index to drop), fix the module and run the command again."
-                ),
-            )
+        what = "failed and was rolled back" if transactional else "(non-transactional) failed"
+        hint = (
+            "Nothing of it was applied or recorded; fix it and run the command again."
+            if transactional
+            else "Statements before the failing one stay applied; it was not recorded. Check "
+            "the database (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index to "
+            "drop), fix the module and run the command again."
+        )
         raise MigrationError(
             f"{action} {source.name}/{name} {what}: {db_error(exc)}",
             source=source.name,
