@@ -102,12 +102,23 @@ def prepare_backlog(url: str, backlog: int, due: int, tag: str) -> None:
                 )
             elif pending < backlog:
                 events.insert(url, 1, backlog - pending, tag=tag)
+            # Touch only the rows whose due time must change: an UPDATE leaves a
+            # dead version of each row behind, in the claim index too.
             cur.execute(
-                "UPDATE inbound_events SET available_at = CASE WHEN id <= "
-                "(SELECT max(id) FROM (SELECT id FROM inbound_events WHERE status = 'pending' "
-                "ORDER BY id LIMIT %s) first) THEN now() - interval '1 second' "
-                "ELSE now() + interval '1 day' END WHERE status = 'pending'",
+                "SELECT max(id) FROM (SELECT id FROM inbound_events WHERE status = 'pending' "
+                "ORDER BY id LIMIT %s) first",
                 (due,),
+            )
+            cutoff = cur.fetchone()[0]
+            cur.execute(
+                "UPDATE inbound_events SET available_at = now() - interval '1 second' "
+                "WHERE status = 'pending' AND id <= %s AND available_at > now()",
+                (cutoff,),
+            )
+            cur.execute(
+                "UPDATE inbound_events SET available_at = now() + interval '1 day' "
+                "WHERE status = 'pending' AND id > %s AND available_at <= now()",
+                (cutoff,),
             )
             cur.execute("VACUUM ANALYZE inbound_events")
     finally:

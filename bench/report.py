@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,42 @@ def _fmt(unit: str):
         return f"{value:g} {unit}".strip()
 
     return fmt
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def page_rows(
+    pages: dict[str, list[float]], label: str, baseline=None, baseline_label: str = ""
+) -> list[Figure]:
+    figures = []
+    for page, title in (("inbox", "inbox page"), ("conversation", "conversation page")):
+        for q, limit in (("p50", 2.0), ("p95", 5.0)):
+            figures.append(
+                Figure(
+                    f"{title} {q}, {label}",
+                    "ms",
+                    runs=pages[f"{page} {q}"],
+                    at_most=limit,
+                    target_text=f"≤ {limit:g} ms",
+                )
+            )
+        if baseline is not None:
+            ratios = [
+                big / small
+                for big, small in zip(pages[f"{page} p50"], baseline[f"{page} p50"], strict=True)
+            ]
+            figures.append(
+                Figure(
+                    f"{title} p50, {label} / {baseline_label}",
+                    "x",
+                    runs=ratios,
+                    at_most=1.5,
+                    target_text="≤ 1.5x",
+                )
+            )
+    return figures
 
 
 HEADER = ["figure", "value: median (min-max)", "target", "held"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,9 @@ import psycopg2
 
 from convdb import migrate as migrate_lib
 
-from . import loader, queue_bench, reads
+from . import loader, reads, worker_figures
 from .loader import Scale
-from .report import Figure, markdown, table, write
+from .report import Figure, markdown, page_rows, say, table, write
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +43,8 @@ class Sizes:
     canonical_due: int
     big_backlog: int
     done_rows: int
+    worker_load: int  # events ingested through the worker for the worker-loaded pages
+    worker_load_budget: float  # seconds that load may take at the measured rate
 
 
 FULL = Sizes(
@@ -58,6 +59,8 @@ FULL = Sizes(
     canonical_due=2_000,
     big_backlog=200_000,
     done_rows=1_000_000,
+    worker_load=1_000_000,
+    worker_load_budget=240,
 )
 SMOKE = Sizes(
     runs=1,
@@ -71,6 +74,8 @@ SMOKE = Sizes(
     canonical_due=100,
     big_backlog=1_000,
     done_rows=2_000,
+    worker_load=500,
+    worker_load_budget=15,
 )
 
 
@@ -104,10 +109,6 @@ class Server:
         self.created.clear()
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def migrate_figures(server: Server, sizes: Sizes) -> list[Figure]:
     figures = []
     for label, command in (
@@ -134,38 +135,6 @@ def page_figures(url: str, scale: Scale, sizes: Sizes, label: str) -> dict[str, 
         + ", ".join(f"{k} {statistics.median(v):.2f} ms" for k, v in result.items())
     )
     return result
-
-
-def page_rows(
-    pages: dict[str, list[float]], label: str, baseline=None, baseline_label: str = ""
-) -> list[Figure]:
-    figures = []
-    for page, title in (("inbox", "inbox page"), ("conversation", "conversation page")):
-        for q, limit in (("p50", 2.0), ("p95", 5.0)):
-            figures.append(
-                Figure(
-                    f"{title} {q}, {label}",
-                    "ms",
-                    runs=pages[f"{page} {q}"],
-                    at_most=limit,
-                    target_text=f"≤ {limit:g} ms",
-                )
-            )
-        if baseline is not None:
-            ratios = [
-                big / small
-                for big, small in zip(pages[f"{page} p50"], baseline[f"{page} p50"], strict=True)
-            ]
-            figures.append(
-                Figure(
-                    f"{title} p50, {label} / {baseline_label}",
-                    "x",
-                    runs=ratios,
-                    at_most=1.5,
-                    target_text="≤ 1.5x",
-                )
-            )
-    return figures
 
 
 def read_figures(server: Server, template: str, sizes: Sizes, notes: list[str]) -> list[Figure]:
@@ -200,143 +169,6 @@ def read_figures(server: Server, template: str, sizes: Sizes, notes: list[str]) 
     return figures
 
 
-def queue_figures(server: Server, template: str, sizes: Sizes, notes: list[str]) -> list[Figure]:
-    url = server.url(server.create("queue", template))
-    runs = sizes.runs
-    single = Figure("enqueue one event + commit, p50", "ms", at_most=2.0, target_text="≤ 2 ms")
-    batch = Figure(
-        "enqueue_many, batches of 1,000", "/s", at_least=20_000, target_text="≥ 20,000/s"
-    )
-    for _ in range(runs):
-        single.runs.append(queue_bench.enqueue_single(url, sizes.enqueue_single))
-        batch.runs.append(queue_bench.enqueue_batch(url, sizes.enqueue_batch))
-    say(f"bench: enqueue: {single.value_text()}; {batch.value_text()}")
-    figures = [single, batch]
-    rss: list[float] = []
-    growth: list[float] = []
-
-    def drains(kind: str, backlog: int, due: int, processes: int) -> list[float]:
-        rates = []
-        for n in range(runs):
-            queue_bench.prepare_backlog(url, backlog, due, tag=f"{kind}{processes}-{n}-{backlog}")
-            result = queue_bench.drain(url, processes=processes, noop=kind == "noop", expected=due)
-            rates.append(result.rate)
-            rss.append(result.peak_rss_mb)
-            if kind == "canonical" and result.rss_samples:
-                growth.append(_growth(result.rss_samples))
-        rate = statistics.median(rates)
-        say(f"bench: drain {kind} x{processes}, {due:,} of {backlog:,}: {rate:,.0f}/s")
-        return rates
-
-    def scope(due: int, backlog: int) -> str:
-        return (
-            f"{backlog:,} backlog" if due == backlog else f"first {due:,} of a {backlog:,} backlog"
-        )
-
-    base = {}
-    for kind, due, target in (
-        ("noop", sizes.noop_due, 10_000),
-        ("canonical", sizes.canonical_due, 5_000),
-    ):
-        one = drains(kind, sizes.backlog, due, 1)
-        two = drains(kind, sizes.backlog, due, 2)
-        base[kind] = one
-        figures.append(
-            Figure(
-                f"worker drain, {kind}, 1 process, {scope(due, sizes.backlog)}",
-                "/s",
-                runs=one,
-                at_least=target,
-                target_text=f"≥ {target:,}/s",
-            )
-        )
-        figures.append(
-            Figure(
-                f"worker drain, {kind}, 2 processes / 1",
-                "x",
-                runs=[b / a for a, b in zip(one, two, strict=True)],
-                at_least=1.5,
-                target_text="≥ 1.5x",
-            )
-        )
-    say(f"bench: inserting {sizes.done_rows:,} done events")
-    queue_bench.mark_done_rows(url, sizes.done_rows)
-    for kind, due in (("noop", sizes.noop_due), ("canonical", sizes.canonical_due)):
-        due = min(due, sizes.big_backlog)
-        big = drains(kind, sizes.big_backlog, due, 1)
-        figures.append(
-            Figure(
-                f"worker drain, {kind}, {scope(due, sizes.big_backlog)} + "
-                f"{sizes.done_rows:,} done rows, vs {sizes.backlog:,} backlog",
-                "%",
-                runs=[(b / a - 1) * 100 for a, b in zip(base[kind], big, strict=True)],
-                at_least=-20,
-                target_text="at most 20% slower",
-            )
-        )
-    figures.append(
-        Figure(
-            "worker peak RSS (any drain run)", "MB", runs=rss, at_most=150, target_text="≤ 150 MB"
-        )
-    )
-    figures.append(
-        Figure(
-            "worker RSS growth after the first quarter of a canonical run",
-            "MB",
-            runs=growth,
-            at_most=5,
-            target_text="flat (≤ 5 MB)",
-            note="over the canonical runs above, not a 200,000-event run",
-        )
-    )
-    figures += worker_loaded_pages(url, sizes, notes)
-    return figures
-
-
-def _growth(samples: list[tuple[float, float]]) -> float:
-    end = samples[-1][0]
-    after = [mb for t, mb in samples if t >= end / 4]
-    return max(after) - after[0] if after else 0.0
-
-
-def worker_loaded_pages(url: str, sizes: Sizes, notes: list[str]) -> list[Figure]:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("VACUUM ANALYZE")
-            cur.execute("SELECT count(*) FROM messages")
-            messages = cur.fetchone()[0]
-    finally:
-        conn.close()
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT customer_id FROM conversations GROUP BY 1 ORDER BY count(*) DESC LIMIT %s",
-                (sizes.queries,),
-            )
-            customers = [r[0] for r in cur.fetchall()]
-            cur.execute(
-                "SELECT id FROM conversations ORDER BY message_count DESC LIMIT %s",
-                (sizes.queries,),
-            )
-            conversations = [r[0] for r in cur.fetchall()]
-    finally:
-        conn.close()
-    if not customers or not conversations:
-        return []
-    pick = [customers[i % len(customers)] for i in range(sizes.queries)]
-    convs = [conversations[i % len(conversations)] for i in range(sizes.queries)]
-    pages = reads.page_runs(url, pick, convs, sizes.runs)
-    notes.append(
-        f"Worker-loaded dataset: {messages:,} messages ingested by the drain runs above; "
-        f"a 1,000,000-message load through the worker was not run (at the measured "
-        f"canonical rate it would take hours)."
-    )
-    return page_rows(pages, f"{messages:,} msgs (worker-loaded)")
-
-
 def _open_server(args) -> tuple[Server, Path | None]:
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -366,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         migrate_lib.run(server.url(template), echo=lambda _: None)
         figures = migrate_figures(server, sizes)
         figures += read_figures(server, template, sizes, notes)
-        figures += queue_figures(server, template, sizes, notes)
+        figures += worker_figures.queue_figures(server, template, sizes, notes)
     finally:
         if not args.keep:
             server.drop_all()
