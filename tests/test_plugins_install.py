@@ -225,3 +225,29 @@ def test_create_scaffolds_in_the_plugin_package(empty_db_url, tmp_path):
     assert "def migrate(migrator" in created.read_text()
     migrated = run_cli("convdb", "migrate", env=env, check=True).stdout
     assert "notes: applied 003_add_pinned" in migrated
+
+
+def test_concurrent_migrators_apply_each_plugin_migration_once(empty_db_url, notes_site):
+    import os
+    import subprocess
+
+    from .conftest import BIN, REPO
+
+    env = {**os.environ, **plugin_env(empty_db_url, notes_site)}
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "convdb"), "migrate"],
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out + err
+    assert sum(out.count("notes: applied 001_notes") for out, _ in outputs) == 1
+    assert history(empty_db_url, "migratehistory_notes") == ["001_notes", "002_notes_author"]
+    assert history(empty_db_url, "migratehistory") == CORE.modules()
