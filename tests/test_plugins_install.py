@@ -7,11 +7,14 @@ through ``PYTHONPATH``, exactly as they would see it in site-packages.
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 from convdb.migrate import CORE
 
-from .conftest import run_cli
+from .conftest import BIN, REPO, run_cli
 from .plugin_helpers import (
     history,
     pip_install,
@@ -228,11 +231,6 @@ def test_create_scaffolds_in_the_plugin_package(empty_db_url, tmp_path):
 
 
 def test_concurrent_migrators_apply_each_plugin_migration_once(empty_db_url, notes_site):
-    import os
-    import subprocess
-
-    from .conftest import BIN, REPO
-
     env = {**os.environ, **plugin_env(empty_db_url, notes_site)}
     procs = [
         subprocess.Popen(
