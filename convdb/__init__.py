@@ -16,6 +16,7 @@ from .exceptions import (
     PluginError,
     QueueError,
 )
+from .plugins import Plugin
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "DedupCollisionError",
     "MigrationError",
     "PayloadError",
+    "Plugin",
     "PluginError",
     "QueueError",
     "Settings",
