@@ -148,5 +148,16 @@ def markdown(figures: Sequence[Figure], *, server_version: str, notes: Sequence[
     return "\n".join(lines) + "\n"
 
 
+#: Everything after this line in BENCHMARKS.md is written by hand (what limits
+#: each missed figure) and kept when the table is rewritten.
+ANALYSIS_MARKER = "<!-- analysis: kept across runs -->"
+
+
 def write(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
+    """Write ``text``, keeping a hand-written analysis that follows the marker."""
+    kept = ""
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        if ANALYSIS_MARKER in old:
+            kept = "\n" + old[old.index(ANALYSIS_MARKER) :]
+    path.write_text(text + kept, encoding="utf-8")

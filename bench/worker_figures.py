@@ -200,7 +200,7 @@ def _pages(url: str, sizes, label: str | None) -> list[Figure]:
         return []
     label = label or (
         f"{messages:,} msgs ingested by the drain runs, {conversations:,} conversations "
-        f"of at most {biggest} msgs"
+        f"of at most {biggest} msg(s)"
     )
     pick = [customers[i % len(customers)] for i in range(sizes.queries)]
     convs = [hot[i % len(hot)] for i in range(sizes.queries)]
