@@ -10,14 +10,19 @@ Each worker thread (``concurrency`` of them, each with its own connection):
 1. claims up to ``batch_size`` due events in one short committed statement
    (``FOR UPDATE SKIP LOCKED``; the attempt is counted and a lease of
    ``lease_seconds`` taken);
-2. processes the batch in ONE transaction: it locks the rows still under its
-   lease, then runs each event's handler inside its own savepoint. Success:
-   the handler's writes stay and the event becomes ``done`` in the same
-   commit. Failure: rollback to the savepoint (its neighbours are untouched)
-   and the event becomes ``dead`` (permanent failure, or the last attempt) or
-   ``pending`` again with exponential backoff and jitter. A deadlock or
-   serialization failure first commits the batch so far (releasing every
-   lock) and retries the event at once, up to twice;
+2. processes the batch in ONE transaction, optimistically first: it locks the
+   rows still under its lease, runs the handlers (a batch handler gets all of
+   its events in one call) and marks every success ``done`` in one statement,
+   in the same commit as the handlers' writes. If anything fails, that
+   transaction is rolled back and the batch is redone event by event, each
+   handler inside its own savepoint. Success: the handler's writes stay and
+   the event becomes ``done`` in the same commit. Failure: rollback to the
+   savepoint (its neighbours are untouched) and the event becomes ``dead``
+   (permanent failure, or the last attempt) or ``pending`` again with
+   exponential backoff and jitter. A deadlock or serialization failure first
+   commits the batch so far (releasing every lock) and retries the event at
+   once, up to twice. Effects in the database happen exactly once; a handler
+   may be called again for an event whose first run was rolled back;
 3. when idle, waits on ``LISTEN`` (woken by ``enqueue``'s ``NOTIFY``), polling
    every ``poll_interval`` seconds and at the next scheduled retry anyway.
 
@@ -244,6 +249,63 @@ class Worker:
         self._stopping.wait(seconds)
 
     def _process(self, manager: QueueManager, worker_id: str, events: list) -> None:
+        if self.stopping or not self._process_batch(manager, worker_id, events):
+            self._process_each(manager, worker_id, events)
+
+    def _process_batch(self, manager: QueueManager, worker_id: str, events: list) -> bool:
+        """The fast path: the whole batch in one transaction, no savepoints.
+
+        Handlers run one after the other (a handler with a ``batch`` attribute
+        gets all its events in one call, see :mod:`convdb.queue.handlers`) and
+        every success becomes ``done`` in one statement. True when the batch is
+        finished; False when something failed: the transaction was rolled back
+        and :meth:`_process_each` redoes the batch event by event, so one bad
+        event never fails its neighbours (their handlers then run a second
+        time, on a database that has none of the first run's writes).
+        """
+        in_hand = None
+        try:
+            with self.db.atomic():
+                owned = manager.lock_owned([e.id for e in events], worker_id)
+                if len(owned) < len(events):
+                    self.counters.add(lost=len(events) - len(owned))
+                    events = [e for e in events if e.id in owned]
+                refused: dict[int, str] = {}
+                for event_type, group in _by_type(events).items():
+                    handler = self.handlers.get(event_type)
+                    batch = getattr(handler, "batch", None)
+                    if handler is None:
+                        refused.update((e.id, self._unknown(event_type)) for e in group)
+                    elif batch is not None and len(group) > 1:
+                        in_hand = group
+                        refused.update((i, describe(exc)) for i, exc in batch(group).items())
+                    else:
+                        for event in group:
+                            in_hand = event
+                            handler(event)
+                in_hand = None
+                manager.mark_done([e.id for e in events if e.id not in refused], worker_id)
+                for event_id, error in refused.items():
+                    manager.mark_dead(event_id, worker_id, error)
+        except Exception as exc:
+            if not is_connection_error(exc) or sqlstate(exc) in RETRY_AT_ONCE_SQLSTATES:
+                return False
+            if isinstance(in_hand, list):
+                manager.reset_connection()  # which event broke it? find out one by one
+                return False
+            if not manager.db.is_closed():
+                self.echo(f"convdb queue-worker: batch failed: {describe(exc)}")
+            self._recover(manager, worker_id, events, in_hand, exc)
+            return True
+        self.counters.add(done=len(events) - len(refused), dead=len(refused))
+        return True
+
+    def _unknown(self, event_type: str) -> str:
+        known = ", ".join(sorted(self.handlers)) or "none"
+        return f"unknown event type {event_type!r}: no handler (known: {known})"
+
+    def _process_each(self, manager: QueueManager, worker_id: str, events: list) -> None:
+        """The fallback: each event in its own savepoint within the batch transaction."""
         todo = events
         retried_at_once: dict[int, int] = {}
         while todo:
@@ -287,10 +349,7 @@ class Worker:
         handler = self.handlers.get(event.event_type)
         try:
             if handler is None:
-                known = ", ".join(sorted(self.handlers)) or "none"
-                raise PayloadError(
-                    f"unknown event type {event.event_type!r}: no handler (known: {known})"
-                )
+                raise PayloadError(self._unknown(event.event_type))
             handler(event)
             return "done"
         except Exception as exc:
@@ -335,6 +394,13 @@ class Worker:
                 manager.reset_connection()
                 self._sleep(delay)
         # Still no database: the leases expire and another worker takes over.
+
+
+def _by_type(events: list) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for event in events:
+        groups.setdefault(event.event_type, []).append(event)
+    return groups
 
 
 def run(
