@@ -3,7 +3,7 @@
 ::
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
-        .venv/bin/python -m bench.drain_quick [--events 20000] [--runs 3] [--only canonical,noop,enqueue]
+        .venv/bin/python -m bench.drain_quick [--events N] [--runs 3] [--only noop,enqueue]
 
 Each drain run gets a fresh copy of a migrated template database with a
 20,000-event backlog of canonical ``message.received`` events (the mix of
