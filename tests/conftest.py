@@ -10,8 +10,10 @@ dropped afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,16 +63,19 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Iterator[Server]:
+def server() -> Iterator[Server]:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         yield Server(url)
         return
-    data_dir = tmp_path_factory.mktemp("embedded")
+    # Not under pytest's basetemp: pytest prunes old basetemp folders, and a
+    # concurrent pytest run would delete the data of a running server.
+    data_dir = Path(tempfile.mkdtemp(prefix="convdb-test-pg-"))
     try:
         yield Server(embedded.server_url(data_dir))
     finally:
         embedded.stop(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
