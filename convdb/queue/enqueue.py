@@ -9,8 +9,9 @@
     event_id = enqueue("message.received", payload, idempotency_key="sendgrid:abc123")
     ids = enqueue_many("message.received", payloads, delay=30)
 
-Each call is one transaction (or joins the caller's, as a savepoint, when one
-is open on the database), and ``NOTIFY`` wakes idle workers when it commits.
+Each call is one transaction (a single statement, one round trip, for up to
+10,000 events; or it joins the caller's, as a savepoint, when one is open on
+the database), and ``NOTIFY`` wakes idle workers when it commits.
 An event whose ``idempotency_key`` is already stored is skipped: a webhook
 delivered twice is stored once. ``delay`` (seconds or a ``timedelta``) makes
 the event due later.

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import peewee
 import psycopg2
-import psycopg2.extras
 
 from ..exceptions import ConvdbError, DedupCollisionError, PayloadError, QueueError
 from ..models import InboundEvent
@@ -27,6 +26,7 @@ from . import queries
 # connection/operator-intervention classes (08, 57P0x: server shut down).
 TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"}
 PERMANENT_ERRORS = (PayloadError, DedupCollisionError)
+INSERT_SLICE = 10_000  # enqueue: rows per statement
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -263,26 +263,33 @@ class QueueManager:
     def insert(self, rows: Sequence[tuple[str, dict, str | None, float]]) -> list[int]:
         """Store ``(event_type, payload, idempotency_key, delay_seconds)`` rows; new ids.
 
-        One multi-row ``INSERT`` per 1,000 rows, all in one transaction (the
-        caller's, if one is open); rows whose idempotency key is already stored
-        are skipped. Idle workers are notified when the transaction commits.
+        One ``INSERT ... SELECT FROM unnest(...)`` per :data:`INSERT_SLICE` rows
+        with its ``NOTIFY`` (idle workers wake when it commits); rows whose
+        idempotency key is already stored are skipped. Outside a transaction,
+        up to one slice is a single statement that commits on its own (one
+        round trip); more slices run in one transaction; inside the caller's
+        transaction it is a savepoint, so a failure leaves that transaction usable.
         """
         if not rows:
             return []
-        values = [(t, json.dumps(p, ensure_ascii=False), k, d) for t, p, k, d in rows]
-        with translated("store events"), self.db.atomic():
-            cursor = self.db.cursor()
-            ids = psycopg2.extras.execute_values(
-                cursor,
-                queries.INSERT_EVENTS,
-                values,
-                template=queries.INSERT_EVENTS_ROW,
-                page_size=1000,
-                fetch=True,
-            )
-            if ids:
-                self.notify(rows[0][0])
-        return [row[0] for row in ids]
+        slices = [rows[i : i + INSERT_SLICE] for i in range(0, len(rows), INSERT_SLICE)]
+        with translated("store events"):
+            if len(slices) == 1 and not self.db.in_transaction():
+                return self._insert(slices[0])
+            with self.db.atomic():
+                return [i for part in slices for i in self._insert(part)]
+
+    def _insert(self, rows: Sequence[tuple[str, dict, str | None, float]]) -> list[int]:
+        dumps = json.JSONEncoder(ensure_ascii=False).encode
+        params = {
+            "types": [r[0] for r in rows],
+            "payloads": [dumps(r[1]) for r in rows],
+            "keys": [r[2] for r in rows],
+            "delays": [float(r[3]) for r in rows],
+            "channel": queries.CHANNEL,
+            "event_type": rows[0][0],
+        }
+        return [r[0] for r in self.db.execute_sql(queries.INSERT_EVENTS, params).fetchall()]
 
     def notify(self, event_type: str) -> None:
         self.db.execute_sql(queries.NOTIFY, {"channel": queries.CHANNEL, "event_type": event_type})

@@ -150,12 +150,23 @@ DELETE FROM inbound_events
                LIMIT %(limit)s)
 """
 
+# Enqueue: every row of a batch in one statement, in input order (ids follow
+# it), and one NOTIFY when anything was stored; the statement commits on its
+# own outside a transaction (one round trip for a single event). pg_notify is
+# volatile, so the CTE ``n`` is evaluated once, not per row.
 INSERT_EVENTS = """
-INSERT INTO inbound_events (event_type, payload, idempotency_key, available_at)
-VALUES %s
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id
+WITH ins AS (
+    INSERT INTO inbound_events (event_type, payload, idempotency_key, available_at)
+    SELECT u.t, u.p::jsonb, u.k, now() + make_interval(secs => u.d)
+      FROM unnest(%(types)s::text[], %(payloads)s::text[], %(keys)s::text[],
+                  %(delays)s::float8[]) WITH ORDINALITY AS u(t, p, k, d, n)
+     ORDER BY u.n
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), n AS (
+    SELECT pg_notify(%(channel)s, %(event_type)s) FROM (SELECT 1 FROM ins LIMIT 1) stored
+)
+SELECT ins.id FROM ins LEFT JOIN n ON true ORDER BY ins.id
 """
-INSERT_EVENTS_ROW = "(%s, %s::jsonb, %s, now() + make_interval(secs => %s))"
 
 NOTIFY = "SELECT pg_notify(%(channel)s, %(event_type)s)"
