@@ -120,6 +120,11 @@ def test_claim_takes_due_rows_once_and_counts_the_attempt(db, db_url):
     assert [e.payload["n"] for e in second] == [3, 4]
     assert manager.claim("w3", 10, 60, 5) == ([], 0)
     assert all(e.attempts == 1 and e.status == "processing" for e in first + second)
+    # Claimed events are the rows as read: typed fields, nothing dirty.
+    event = first[0]
+    assert (event.event_type, event.locked_by, event.idempotency_key) == ("x", "w1", None)
+    assert event.received_at.tzinfo is not None and event.locked_until > event.received_at
+    assert not event.is_dirty()
 
 
 def test_expired_lease_is_claimed_again_then_goes_dead_at_max_attempts(db, db_url):

@@ -4,6 +4,16 @@ A handler takes one argument, the ``InboundEvent`` (``.payload`` is a dict),
 and runs inside the transaction that marks the event done (SPEC.md). convdb's
 own handlers ingest the canonical message events; installed plugins add
 theirs through :func:`convdb.plugins.load_handlers` when that module exists.
+
+Batch handlers (optional): a handler may carry a ``batch`` attribute, a
+callable taking the list of a batch's events of its type and returning
+``{event_id: exception}`` for the events it refused without writing anything
+(they go ``dead``). The worker calls it when a batch holds two or more such
+events; if it raises, the batch is rolled back and redone event by event with
+the one-event handler. convdb's canonical handlers have one
+(:func:`convdb.ingest_batch.handle_batch`). A handler may be called again for
+an event whose first run was rolled back: its database writes happen exactly
+once, side effects outside the database must be idempotent.
 """
 
 from __future__ import annotations

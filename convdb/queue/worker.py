@@ -61,7 +61,7 @@ def _stderr(message: str) -> None:
 
 @dataclass
 class WorkerConfig:
-    batch_size: int = 100
+    batch_size: int = 500  # per claim and transaction; see README (queue) for the trade-off
     lease_seconds: float = 60.0
     max_attempts: int = 5
     backoff_base: float = 2.0  # seconds before the first retry; doubles each attempt
@@ -255,9 +255,10 @@ class Worker:
     def _process_batch(self, manager: QueueManager, worker_id: str, events: list) -> bool:
         """The fast path: the whole batch in one transaction, no savepoints.
 
-        Handlers run one after the other (a handler with a ``batch`` attribute
-        gets all its events in one call, see :mod:`convdb.queue.handlers`) and
-        every success becomes ``done`` in one statement. True when the batch is
+        The events still ours are marked ``done`` in one statement first (it
+        also locks them), then the handlers run one after the other (a handler
+        with a ``batch`` attribute gets all its events in one call, see
+        :mod:`convdb.queue.handlers`); refused events become ``dead``. True when the batch is
         finished; False when something failed: the transaction was rolled back
         and :meth:`_process_each` redoes the batch event by event, so one bad
         event never fails its neighbours (their handlers then run a second
@@ -266,7 +267,8 @@ class Worker:
         in_hand = None
         try:
             with self.db.atomic():
-                owned = manager.lock_owned([e.id for e in events], worker_id)
+                # Done first: locks the rows still ours; rolled back on failure.
+                owned = manager.claim_done([e.id for e in events], worker_id)
                 if len(owned) < len(events):
                     self.counters.add(lost=len(events) - len(owned))
                     events = [e for e in events if e.id in owned]
@@ -284,9 +286,8 @@ class Worker:
                             in_hand = event
                             handler(event)
                 in_hand = None
-                manager.mark_done([e.id for e in events if e.id not in refused], worker_id)
                 for event_id, error in refused.items():
-                    manager.mark_dead(event_id, worker_id, error)
+                    manager.refuse(event_id, worker_id, error)
         except Exception as exc:
             if not is_connection_error(exc) or sqlstate(exc) in RETRY_AT_ONCE_SQLSTATES:
                 return False
