@@ -290,7 +290,7 @@ def enqueue(
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=100,
+    default=500,
     show_default=True,
     help="Events claimed and committed together.",
 )
