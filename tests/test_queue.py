@@ -42,6 +42,22 @@ def test_enqueue_many_in_one_transaction_with_delay(db, db_url):
         "SELECT count(*) FROM inbound_events WHERE available_at > now() + interval '4 minutes'",
     )
     assert due == 2000
+    # Ids follow the input order (the first occurrence of each key is stored).
+    stored = query(db_url, "SELECT id, payload->>'message_id' FROM inbound_events ORDER BY id")
+    assert [i for i, _ in stored] == ids
+    assert [m for _, m in stored] == [f"m-{i}" for i in range(2000)]
+
+
+def test_enqueue_many_above_one_statement_is_one_transaction(db, db_url, monkeypatch):
+    monkeypatch.setattr("convdb.queue.manager.INSERT_SLICE", 3)
+    ids = enqueue_many("x", [{"n": i} for i in range(7)], idempotency_keys=["a", *"bcdefg"])
+    assert len(ids) == 7 and ids == sorted(ids)
+    with pytest.raises(PayloadError):
+        enqueue_many("x", [{"n": 1}] * 4 + ["not an object"])
+    # A failing slice (a payload PostgreSQL refuses) stores nothing of the batch.
+    with pytest.raises(QueueError):
+        enqueue_many("x", [{"n": 8}] * 4 + [{"bad": "\u0000"}], idempotency_keys=list("hijkl"))
+    assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 7
 
 
 def test_enqueue_refuses_non_objects_and_stores_nothing(db, db_url):

@@ -176,9 +176,10 @@ INSERT_EVENTS = """
 WITH ins AS (
     INSERT INTO inbound_events (event_type, payload, idempotency_key, available_at)
     SELECT u.t, u.p::jsonb, u.k, now() + make_interval(secs => u.d)
+      -- A function scan returns the arrays' elements in order: ids follow the
+      -- input without sorting the payloads.
       FROM unnest(%(types)s::text[], %(payloads)s::text[], %(keys)s::text[],
-                  %(delays)s::float8[]) WITH ORDINALITY AS u(t, p, k, d, n)
-     ORDER BY u.n
+                  %(delays)s::float8[]) AS u(t, p, k, d)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 ), n AS (
