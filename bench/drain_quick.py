@@ -50,7 +50,9 @@ def db_url(base: str, name: str) -> str:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
-def drain(base: str, template: str, kind: str, n: int, processes: int, batch: int) -> float:
+def drain(
+    base: str, template: str, kind: str, n: int, processes: int, batch: int, concurrency: int
+) -> float:
     name = f"convdb_quick_{os.getpid()}"
     admin(base, f"DROP DATABASE IF EXISTS {name}")
     admin(base, f"CREATE DATABASE {name} TEMPLATE {template}")
@@ -63,6 +65,7 @@ def drain(base: str, template: str, kind: str, n: int, processes: int, batch: in
             cmd = [sys.executable, "-c", NOOP, url, str(batch)]
         else:
             cmd = [str(BIN / "convdb"), "queue-worker", "--burst", "-q", "--batch-size", str(batch)]
+            cmd += ["--concurrency", str(concurrency)]
         started = time.perf_counter()
         procs = [subprocess.Popen(cmd, env=env, cwd=REPO) for _ in range(processes)]
         codes = [p.wait() for p in procs]
@@ -115,7 +118,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=1, help="threads per canonical worker")
     parser.add_argument("--only", default="canonical,noop,enqueue")
     args = parser.parse_args()
     base = os.environ["DATABASE_URL"]
@@ -131,11 +135,14 @@ def main() -> None:
                 print(f"enqueue_many {args.events}: {rate:,.0f} events/s; single p50 {p50:.2f} ms")
                 continue
             rates = [
-                drain(base, template, kind, args.events, args.processes, args.batch)
+                drain(
+                    base, template, kind, args.events, args.processes, args.batch, args.concurrency
+                )
                 for _ in range(args.runs)
             ]
             print(
                 f"{kind} drain, {args.processes} process(es), batch {args.batch}, "
+                f"{args.concurrency if kind == 'canonical' else 1} thread(s), "
                 f"{args.events} events: median {statistics.median(rates):,.0f} events/s "
                 f"(min {min(rates):,.0f}, max {max(rates):,.0f})",
                 flush=True,

@@ -7,7 +7,7 @@ import json
 import psycopg2
 
 from convdb import db as convdb_db
-from convdb import dedup
+from convdb import dedup, ingest, ingest_batch
 from convdb.ingest import ingest_message, parse_message
 from convdb.ingest_batch import ingest_messages
 from convdb.queue.worker import WorkerConfig, run
@@ -189,3 +189,39 @@ def test_bad_payloads_in_a_batch_go_dead_and_the_rest_is_ingested_in_one_pass(db
         (18, 18)
     ]
     assert query(db_url, "SELECT DISTINCT attempts FROM inbound_events") == [(1,)]
+
+
+def counting_handlers(calls: dict) -> dict:
+    """The canonical handlers, counting one-event and batch calls."""
+
+    def one(event):
+        calls["one"] += 1
+        return ingest.handle_message_received(event)
+
+    def batch(events):
+        calls["batch"].append(len(events))
+        return ingest_batch.handle_batch(events)
+
+    one.batch = batch
+    return {"message.received": one}
+
+
+def test_a_clean_batch_takes_the_set_based_path_and_a_failing_one_falls_back(db_url):
+    fill(db_url, sms_events(120))
+    calls = {"one": 0, "batch": []}
+    config = WorkerConfig(burst=True, progress_interval=0, batch_size=50)
+    counters = run(db_url, handlers=counting_handlers(calls), config=config, echo=lambda _: None)
+    assert counters.done == 120 and calls == {"one": 0, "batch": [50, 50, 20]}
+    assert query(db_url, "SELECT count(*) FROM messages") == [(120,)]
+
+    query(db_url, "ALTER TABLE messages ADD CONSTRAINT test_refuse CHECK (sent_at > '2000-01-01')")
+    payloads = sms_events(10, prefix="late")
+    payloads[3]["sent_at"] = "1999-12-31T00:00:00Z"
+    fill(db_url, payloads)
+    calls = {"one": 0, "batch": []}
+    config = WorkerConfig(burst=True, progress_interval=0, batch_size=50, backoff_base=100)
+    counters = run(db_url, handlers=counting_handlers(calls), config=config, echo=lambda _: None)
+    # The batch was tried whole once, rolled back, then redone event by event.
+    assert calls == {"one": 10, "batch": [10]}
+    assert (counters.done, counters.retried) == (9, 1)
+    assert query(db_url, "SELECT count(*) FROM messages") == [(129,)]
