@@ -385,20 +385,19 @@ def ingest_messages(db: peewee.Database, messages: Sequence[CanonicalMessage]) -
 
 
 def _endpoints(db, pairs) -> None:
-    rows = _first(
-        (
-            (c, m.provider_kind, m.customer_endpoint.normalized),
-            (p, m.customer_endpoint.raw, dedup.dedup_hash(m.customer_endpoint.normalized)),
-        )
-        for m, c, p in pairs
-    )
-    keys = sorted(rows)
-    _rows(
+    """The customer's own address of each message as an ``endpoint_mappings`` row."""
+    _find_or_create(
         db,
-        "INSERT INTO endpoint_mappings (customer_id, kind, normalized, provider_id, address, hash) "
-        f"SELECT * FROM {_unnest(('bigint', 'text', 'text', 'bigint', 'text', 'bigint'))} "
-        "ON CONFLICT (customer_id, kind, normalized) DO NOTHING",
-        _columns(((*k, *rows[k]) for k in keys), 6),
+        "endpoint_mappings",
+        [("customer_id", "bigint"), ("kind", "text"), ("normalized", "text")],
+        [("provider_id", "bigint"), ("address", "text"), ("hash", "bigint")],
+        _first(
+            (
+                (c, m.provider_kind, m.customer_endpoint.normalized),
+                (p, m.customer_endpoint.raw, dedup.dedup_hash(m.customer_endpoint.normalized)),
+            )
+            for m, c, p in pairs
+        ),
     )
 
 
