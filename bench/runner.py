@@ -60,7 +60,7 @@ FULL = Sizes(
     big_backlog=200_000,
     done_rows=1_000_000,
     worker_load=1_000_000,
-    worker_load_budget=180,
+    worker_load_budget=420,
 )
 SMOKE = Sizes(
     runs=1,
