@@ -489,7 +489,9 @@ def ingest_message(db: peewee.Database, msg: CanonicalMessage) -> int | None:
 
 def _handle(event) -> int | None:
     from .db import database
+    from .ingest_batch import refresh_plans
 
+    refresh_plans(database, 1)  # cached plans made on small tables go stale as they grow
     return ingest_message(database, parse_message(event.payload, event.event_type))
 
 

@@ -40,7 +40,7 @@ from . import dedup
 from .exceptions import DedupCollisionError, PayloadError
 from .ingest import CanonicalMessage, _address_table, _conversation_key, parse_message
 
-__all__ = ["handle_batch", "ingest_messages"]
+__all__ = ["handle_batch", "ingest_messages", "refresh_plans"]
 
 
 MESSAGE_TYPES = (
@@ -262,7 +262,7 @@ _GROWTH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 FIRST_REPLAN = 200
 
 
-def _refresh_plans(db, count: int) -> None:
+def refresh_plans(db, count: int) -> None:
     """Drop this session's cached plans each time its ingested events double.
 
     Foreign-key checks and the counter triggers run cached plans. A generic
@@ -291,7 +291,7 @@ def ingest_messages(db: peewee.Database, messages: Sequence[CanonicalMessage]) -
     """
     if not messages:
         return []
-    _refresh_plans(db, len(messages))
+    refresh_plans(db, len(messages))
     customers = _find_or_create(
         db,
         "customers",
