@@ -40,8 +40,8 @@ lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff format --check convdb migrations tests bench plugins
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix convdb migrations tests
-	$(BIN)/ruff format convdb migrations tests
+	$(BIN)/ruff check --fix convdb migrations tests bench plugins
+	$(BIN)/ruff format convdb migrations tests bench plugins
 
 migrate-apply: $(STAMP) ## Apply every pending migration (convdb migrate)
 	$(BIN)/convdb migrate
