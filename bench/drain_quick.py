@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
@@ -47,7 +48,9 @@ def admin(url: str, sql: str) -> None:
 
 
 def db_url(base: str, name: str) -> str:
-    return base.rsplit("/", 1)[0] + "/" + name
+    """``base`` with its database replaced (also for ``postgresql://u@/db?host=/socket``)."""
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 def drain(
