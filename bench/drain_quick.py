@@ -22,11 +22,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
 from . import events
+from .runner import database_url as db_url
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -45,12 +45,6 @@ def admin(url: str, sql: str) -> None:
         conn.cursor().execute(sql)
     finally:
         conn.close()
-
-
-def db_url(base: str, name: str) -> str:
-    """``base`` with its database replaced (also for ``postgresql://u@/db?host=/socket``)."""
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 def drain(

@@ -79,6 +79,11 @@ SMOKE = Sizes(
 )
 
 
+def database_url(base: str, name: str) -> str:
+    """``base`` with its database replaced (also for ``postgresql://u@/db?host=/socket``)."""
+    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+
+
 class Server:
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
@@ -101,7 +106,7 @@ class Server:
         return name
 
     def url(self, name: str) -> str:
-        return urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
+        return database_url(self.admin_url, name)
 
     def drop_all(self) -> None:
         for name in reversed(self.created):
