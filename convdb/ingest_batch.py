@@ -21,6 +21,13 @@ sorted order so two batches lock the same new keys in the same order. A
 deadlock is still possible against the per-event path; like any other error
 it aborts the batch, and the worker redoes it event by event.
 
+Counters: the insert counter triggers of ``messages`` and
+``conversation_participants`` stand aside for the batch's two inserts
+(migration 016, ``convdb.counters_by_caller``); a conversation the batch
+creates is inserted with its final ``message_count``, ``participant_count``
+and ``last_message_at``, the conversations that existed get one locking
+``UPDATE`` for the whole batch. Without migration 016 the triggers count.
+
 A 64-bit hash collision in a dedup table raises
 :class:`~convdb.exceptions.DedupCollisionError` for the whole batch; the
 per-event fallback then sends only the culprit ``dead``.
@@ -35,6 +42,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 
 import peewee
+import psycopg2.extensions
 
 from . import dedup
 from .exceptions import DedupCollisionError, PayloadError
@@ -79,11 +87,13 @@ def _find_or_create(
     keys: Sequence[tuple[str, str]],
     extra: Sequence[tuple[str, str]],
     rows: dict[tuple, tuple],
+    created: set | None = None,
 ) -> dict[tuple, int]:
     """Ids of ``table``'s rows by unique key (created with ``extra`` values when missing).
 
     ``keys``/``extra``: (column, SQL type) pairs; ``rows``: key tuple -> extra
-    tuple. The key columns must carry a unique constraint.
+    tuple. The key columns must carry a unique constraint. ``created``, if
+    given, receives the keys of the rows this call inserted.
     """
     names = [k for k, _ in keys]
     types = [t for _, t in keys]
@@ -113,7 +123,10 @@ def _find_or_create(
         f"RETURNING id, {', '.join(names)}"
     )
     params = _columns(((*k, *rows[k]) for k in missing), len(columns))
-    found.update({tuple(r[1:]): r[0] for r in _rows(db, insert, params)})
+    inserted = {tuple(r[1:]): r[0] for r in _rows(db, insert, params)}
+    found.update(inserted)
+    if created is not None:
+        created.update(inserted)
     # Created by a concurrent transaction meanwhile (ON CONFLICT waited for it).
     found.update(find([k for k in missing if k not in found]))
     if len(found) < len(wanted):
@@ -336,24 +349,6 @@ def ingest_messages(db: peewee.Database, messages: Sequence[CanonicalMessage]) -
     prov = [prov[i] for i in todo]
     pairs = list(zip(batch, cust, prov, strict=True))
     _endpoints(db, pairs)
-    conversation_keys = [_conversation_key(m) for m in batch]
-    conversations: dict[tuple, int] = {}
-    for column in ("key", "thread_key"):
-        rows = _first(
-            ((c, k), (m.subject,))
-            for (m, c, _), (col, k) in zip(pairs, conversation_keys, strict=True)
-            if col == column
-        )
-        if rows:
-            found = _find_or_create(
-                db,
-                "conversations",
-                [("customer_id", "bigint"), (column, "text")],
-                [("topic", "text")],
-                rows,
-            )
-            conversations.update({(column, *k): v for k, v in found.items()})
-    conv = [conversations[(col, c, k)] for (col, k), c in zip(conversation_keys, cust, strict=True)]
     addresses = _addresses(db, batch)
     wanted, people = [], []
     for m, c in zip(batch, cust, strict=True):
@@ -364,24 +359,92 @@ def ingest_messages(db: peewee.Database, messages: Sequence[CanonicalMessage]) -
         people.append([((c, link, addresses[link][a.normalized]), role) for a, _, role in sides])
         wanted += [(c, link, addresses[link][a.normalized], n) for a, n, _ in sides]
     contacts = _contacts(db, wanted)
-    participants = sorted(
-        {
-            (cv, contacts[key], role)
-            for cv, group in zip(conv, people, strict=True)
-            for key, role in group
-        }
-    )
-    _rows(
-        db,
-        "INSERT INTO conversation_participants (conversation_id, contact_id, role) "
-        f"SELECT * FROM {_unnest(('bigint', 'bigint', 'text'))} ON CONFLICT DO NOTHING",
-        _columns(participants, 3),
-    )
-    new_ids = _messages(db, pairs, conv)
+    messages_aside, participants_aside = _counters_by_caller(db)
+    try:
+        created, joined, new_ids, stored = _write(
+            db, pairs, people, contacts, messages_aside, participants_aside
+        )
+    finally:
+        if not _aborted(db):
+            _rows(db, "SELECT set_config('convdb.counters_by_caller', 'off', true)")
+    _count_rows(db, joined if participants_aside else [], stored if messages_aside else [], created)
     for i, message_id in zip(todo, new_ids, strict=True):
         results[i] = message_id
     _attachments(db, batch, new_ids)
     return results
+
+
+def _write(db, pairs, people, contacts, messages_aside: bool, participants_aside: bool):
+    """Conversations (born with their counters), participants and messages:
+    (conversations created, participants joined, message ids, messages stored)."""
+    batch = [m for m, _, _ in pairs]
+    # Per conversation (by its key): the messages and participant rows this
+    # batch writes into it, so a conversation it creates is born with its
+    # counters (no UPDATE of a row just inserted; see _count_rows).
+    conversation_keys = [
+        (column, c, k)
+        for (column, k), c in zip(
+            map(_conversation_key, batch), (c for _, c, _ in pairs), strict=True
+        )
+    ]
+    joining: dict[tuple, set] = {}
+    for key, group in zip(conversation_keys, people, strict=True):
+        joining.setdefault(key, set()).update((contacts[person], role) for person, role in group)
+    arriving: dict[tuple, list] = {}  # key -> [messages, latest sent_at]
+    for key, m in zip(conversation_keys, batch, strict=True):
+        entry = arriving.setdefault(key, [0, m.sent_at])
+        entry[0] += 1
+        entry[1] = max(entry[1], m.sent_at)
+    conversations: dict[tuple, int] = {}
+    created: dict[int, tuple[int, int, object]] = {}  # id -> counters it was born with
+    for column in ("key", "thread_key"):
+        rows = _first(
+            (
+                (c, k),
+                (
+                    m.subject,
+                    arriving[(col, c, k)][0] if messages_aside else 0,
+                    len(joining[(col, c, k)]) if participants_aside else 0,
+                    arriving[(col, c, k)][1] if messages_aside else None,
+                ),
+            )
+            for m, (col, c, k) in zip(batch, conversation_keys, strict=True)
+            if col == column
+        )
+        if rows:
+            new: set[tuple] = set()
+            found = _find_or_create(
+                db,
+                "conversations",
+                [("customer_id", "bigint"), (column, "text")],
+                [
+                    ("topic", "text"),
+                    ("message_count", "bigint"),
+                    ("participant_count", "bigint"),
+                    ("last_message_at", "timestamptz"),
+                ],
+                rows,
+                created=new,
+            )
+            conversations.update({(column, *k): v for k, v in found.items()})
+            created.update({found[k]: rows[k][1:] for k in new})
+    conv = [conversations[key] for key in conversation_keys]
+    participants = sorted(
+        {
+            (cv, contacts[person], role)
+            for cv, group in zip(conv, people, strict=True)
+            for person, role in group
+        }
+    )
+    joined = _rows(
+        db,
+        "INSERT INTO conversation_participants (conversation_id, contact_id, role) "
+        f"SELECT * FROM {_unnest(('bigint', 'bigint', 'text'))} ON CONFLICT DO NOTHING "
+        "RETURNING conversation_id",
+        _columns(participants, 3),
+    )
+    new_ids, stored = _messages(db, pairs, conv)
+    return created, joined, new_ids, stored
 
 
 def _endpoints(db, pairs) -> None:
@@ -437,12 +500,115 @@ def _messages(db, pairs, conv: list[int]) -> list[int | None]:
         "email_body_id, xms_body_id, sent_at, received_at) "
         f"SELECT * FROM {_unnest(MESSAGE_TYPES)} AS u(p, k, c, d, e, x, s, r) ORDER BY p, k "
         "ON CONFLICT (provider_id, provider_message_id) DO NOTHING "
-        "RETURNING id, provider_id, provider_message_id",
+        "RETURNING id, provider_id, provider_message_id, conversation_id, sent_at",
         _columns(rows, 8),
     )
-    by_key = {(p, k): i for i, p, k in inserted}
+    by_key = {(p, k): i for i, p, k, _, _ in inserted}
     # None: a concurrent worker stored the same message first.
-    return [by_key.get((p, m.message_id)) for m, _, p in pairs]
+    ids = [by_key.get((p, m.message_id)) for m, _, p in pairs]
+    return ids, [(c, s) for _, _, _, c, s in inserted]
+
+
+# Turns the setting on and says, per table, whether its insert counter trigger
+# will stand aside: it will if it calls 016's function and is enabled (as the
+# session's replication role sees it). A database without migration 016 (or
+# with the triggers disabled) answers false, and the rows are counted exactly
+# as its triggers count them.
+STOOD_ASIDE = """
+SELECT set_config('convdb.counters_by_caller', 'on', true), {messages}, {participants}
+""".format(
+    **{
+        name: f"""EXISTS (
+    SELECT FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+     WHERE t.tgrelid = '{table}'::regclass AND t.tgname = '{table}_count_inserted'
+       AND p.proname = '{function}'
+       AND CASE t.tgenabled
+               WHEN 'A' THEN true
+               WHEN 'O' THEN current_setting('session_replication_role') <> 'replica'
+               WHEN 'R' THEN current_setting('session_replication_role') = 'replica'
+               ELSE false
+           END)"""
+        for name, table, function in (
+            ("messages", "messages", "convdb_messages_inserted_v3"),
+            ("participants", "conversation_participants", "convdb_participants_changed_v3"),
+        )
+    }
+)
+
+
+def _counters_by_caller(db) -> tuple[bool, bool]:
+    """Ask the insert counter triggers of ``messages`` and ``conversation_participants``
+    to stand aside for this transaction; per table, whether it will.
+
+    Takes the lock an ``INSERT`` takes on both tables first, so the answer
+    holds until the transaction ends: changing a trigger waits for that lock.
+    """
+    row = _rows(
+        db,
+        "LOCK TABLE messages, conversation_participants IN ROW EXCLUSIVE MODE; " + STOOD_ASIDE,
+    )[0]
+    return row[1], row[2]
+
+
+def _aborted(db) -> bool:
+    """True when the connection's transaction has failed (only a rollback helps)."""
+    status = db.connection().info.transaction_status
+    return status == psycopg2.extensions.TRANSACTION_STATUS_INERROR
+
+
+def _count_rows(db, joined: list[tuple], stored: list[tuple], created: dict) -> None:
+    """Add the participants ``joined`` (conversation id) and messages ``stored``
+    (conversation id, sent_at) to their conversations' counters, as the counter
+    triggers (migrations 010, 015, 016) would.
+
+    A conversation this batch ``created`` (id -> the message count,
+    participant count and ``last_message_at`` it was inserted with) is left
+    alone when that is what was written; it differs only when a concurrent
+    worker stored one of its messages first. The others are locked in id
+    order, then changed in one ``UPDATE`` (which also bumps ``updated_at``).
+    """
+    counts: dict[int, list] = {}  # conversation id -> [messages, participants, last sent_at]
+    for (conversation_id,) in joined:
+        counts.setdefault(conversation_id, [0, 0, None])[1] += 1
+    for conversation_id, sent_at in stored:
+        entry = counts.setdefault(conversation_id, [0, 0, None])
+        entry[0] += 1
+        if entry[2] is None or sent_at > entry[2]:
+            entry[2] = sent_at
+    recount = []
+    for conversation_id, (messages, participants, last) in created.items():
+        entry = counts.pop(conversation_id, [0, 0, None])
+        if entry[0] != messages or entry[2] != last:
+            recount.append(conversation_id)  # messages and last_message_at from the table
+        if entry[1] != participants:
+            counts[conversation_id] = [0, entry[1] - participants, None]
+    if recount:
+        _rows(
+            db,
+            "UPDATE conversations c SET message_count = s.n, last_message_at = s.last "
+            "FROM (SELECT c2.id, count(m.id) AS n, max(m.sent_at) AS last "
+            "FROM conversations c2 LEFT JOIN messages m ON m.conversation_id = c2.id "
+            "WHERE c2.id = ANY(%s::bigint[]) GROUP BY c2.id) s WHERE c.id = s.id",
+            [sorted(recount)],
+        )
+    if not counts:
+        return
+    ids = sorted(counts)
+    _rows(
+        db,
+        "SELECT 1 FROM conversations WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+        [ids],
+    )
+    _rows(
+        db,
+        "UPDATE conversations c "
+        "SET message_count = c.message_count + u.m, "
+        "participant_count = c.participant_count + u.p, "
+        "last_message_at = GREATEST(c.last_message_at, u.last) "
+        f"FROM {_unnest(('bigint', 'bigint', 'bigint', 'timestamptz'))} AS u(id, m, p, last) "
+        "WHERE c.id = u.id AND c.id = ANY(%s::bigint[])",
+        [*_columns(((i, *counts[i]) for i in ids), 4), ids],
+    )
 
 
 def _attachments(db, batch, new_ids: list[int | None]) -> None:

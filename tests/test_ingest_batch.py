@@ -225,3 +225,113 @@ def test_a_clean_batch_takes_the_set_based_path_and_a_failing_one_falls_back(db_
     assert calls == {"one": 10, "batch": [10]}
     assert (counters.done, counters.retried) == (9, 1)
     assert query(db_url, "SELECT count(*) FROM messages") == [(129,)]
+
+
+# Batch ingestion keeps the conversation counters itself (migration 016): new
+# conversations are born with theirs, the others get one UPDATE per batch.
+
+
+def assert_counters_right(url: str) -> None:
+    from .test_counters import ACTUAL, STORED
+
+    assert query(url, STORED) == query(url, ACTUAL)
+
+
+def ingest_in_batches(url: str, messages: list, size: int) -> list:
+    batch_db = convdb_db.open_database(url)
+    try:
+        ids = []
+        for start in range(0, len(messages), size):
+            with batch_db.atomic():
+                ids += ingest_messages(batch_db, messages[start : start + size])
+        return ids
+    finally:
+        batch_db.close()
+
+
+def test_counters_right_with_and_without_migration_016(db_url):
+    """With 016 the triggers stand aside and the batch counts; rolled back to
+    015 the triggers count and the batch does not: never twice, never zero."""
+    from convdb import migrate as migrate_lib
+
+    messages = [parse_message(p) for p in mixed_payloads()]
+    ingest_in_batches(db_url, messages[:100], 30)  # new conversations, then existing ones
+    assert_counters_right(db_url)
+    assert query(db_url, "SELECT sum(message_count) FROM conversations") == [(100,)]
+    migrate_lib.rollback(db_url, count=1, echo=lambda _: None)
+    assert query(db_url, "SELECT to_regproc('convdb_messages_inserted_v3')") == [(None,)]
+    ingest_in_batches(db_url, messages[100:], 30)
+    assert_counters_right(db_url)
+    assert query(db_url, "SELECT sum(message_count) FROM conversations") == [
+        (len(messages) - 3,)  # three redeliveries
+    ]
+
+
+def test_disabled_counter_triggers_disable_the_batch_counting_too(db_url):
+    conn = psycopg2.connect(db_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE messages DISABLE TRIGGER messages_count_inserted")
+    conn.close()
+    ingest_in_batches(db_url, [parse_message(p) for p in sms_events(40)], 40)
+    assert query(
+        db_url, "SELECT sum(message_count), sum(participant_count) > 0 FROM conversations"
+    ) == [(0, True)]
+
+
+def test_the_triggers_count_again_after_the_batch_in_the_same_transaction(db):
+    messages = [parse_message(p) for p in sms_events(20)]
+    with db.atomic():
+        ingest_messages(db, messages[:10])
+        cursor = db.execute_sql("SELECT current_setting('convdb.counters_by_caller')")
+        assert cursor.fetchone() == ("off",)
+        ingest_message(db, messages[10])  # the per-event path: counted by the triggers
+        db.execute_sql(
+            "INSERT INTO messages (provider_id, provider_message_id, conversation_id, "
+            "direction, sent_at) SELECT provider_id, 'plain-sql', conversation_id, direction, "
+            "sent_at + interval '1 hour' FROM messages ORDER BY id LIMIT 1"
+        )
+    url = db.database_url if hasattr(db, "database_url") else None
+    cursor = db.execute_sql(
+        "SELECT count(*) FROM conversations c WHERE message_count <> "
+        "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) "
+        "OR last_message_at IS DISTINCT FROM "
+        "(SELECT max(sent_at) FROM messages m WHERE m.conversation_id = c.id)"
+    )
+    assert cursor.fetchone() == (0,), url
+    assert db.execute_sql("SELECT count(*) FROM messages").fetchone() == (12,)
+
+
+def test_a_message_stored_concurrently_into_a_new_conversation_is_recounted(db_url, monkeypatch):
+    """The one case where a conversation the batch creates is not born with the
+    right counters: another transaction commits one of its messages (same
+    provider and message id, threaded elsewhere) after the batch checked for
+    it. The batch then recounts that conversation from its rows."""
+    # The customer and its provider committed first, so the racing writer sees them.
+    ingest_in_batches(db_url, [parse_message(sms_events(1, prefix="before")[0])], 1)
+    messages = [parse_message(p) for p in sms_events(6, customers=1, contacts=3, prefix="race")]
+    original = ingest_batch._messages
+
+    def racing(db, pairs, conv):
+        conn = psycopg2.connect(db_url)
+        with conn, conn.cursor() as cur:  # commits before the batch inserts its messages
+            cur.execute(
+                "WITH elsewhere AS (INSERT INTO conversations (customer_id, key) "
+                "SELECT customer_id, 'elsewhere' FROM providers WHERE id = %(p)s RETURNING id) "
+                "INSERT INTO messages (provider_id, provider_message_id, conversation_id, "
+                "direction, sent_at) SELECT %(p)s, %(k)s, id, 'inbound', '2030-01-01Z' "
+                "FROM elsewhere",
+                {"p": pairs[-1][2], "k": pairs[-1][0].message_id},
+            )
+        conn.close()
+        return original(db, pairs, conv)
+
+    monkeypatch.setattr(ingest_batch, "_messages", racing)
+    ids = ingest_in_batches(db_url, messages, 6)
+    assert ids[-1] is None and all(ids[:-1])
+    assert_counters_right(db_url)
+    # before-0 and race-0/3 share a conversation; race-1/4, race-2 and the
+    # racing writer's message each have theirs.
+    assert query(db_url, "SELECT count(*), count(DISTINCT conversation_id) FROM messages") == [
+        (7, 4)
+    ]

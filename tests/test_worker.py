@@ -13,6 +13,8 @@ from convdb import db as convdb_db
 from convdb.queue import enqueue, enqueue_many
 from convdb.queue.worker import WorkerConfig, run
 
+from .test_counters import ACTUAL as COUNTERS_ACTUAL
+from .test_counters import STORED as COUNTERS_STORED
 from .test_queue_fixtures import (
     example,
     query,
@@ -50,6 +52,7 @@ def test_two_burst_workers_process_every_event_exactly_once(db_url):
     assert status_counts(db_url) == {"done": 2000}
     assert query(db_url, "SELECT DISTINCT attempts FROM inbound_events") == [(1,)]
     assert messages_by_provider_id(db_url) == (2000, 2000)
+    assert query(db_url, COUNTERS_STORED) == query(db_url, COUNTERS_ACTUAL)
     by_worker = query(db_url, "SELECT locked_by, count(*) FROM inbound_events GROUP BY 1")
     assert len(by_worker) == 2, by_worker  # both processes took part
 
@@ -75,6 +78,7 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(db_url):
     assert restarted.returncode == 0, err
     assert status_counts(db_url) == {"done": 2000}
     assert messages_by_provider_id(db_url) == (2000, 2000)
+    assert query(db_url, COUNTERS_STORED) == query(db_url, COUNTERS_ACTUAL)
 
 
 def test_sigterm_finishes_the_batch_in_hand_and_exits_0(db_url):
