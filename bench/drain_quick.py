@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1, help="threads per canonical worker")
     parser.add_argument("--only", default="canonical,noop,enqueue")
     args = parser.parse_args()

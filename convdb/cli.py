@@ -290,7 +290,7 @@ def enqueue(
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=500,
+    default=1000,
     show_default=True,
     help="Events claimed and committed together.",
 )

@@ -47,6 +47,7 @@ import psycopg2.extensions
 from . import dedup
 from .exceptions import DedupCollisionError, PayloadError
 from .ingest import CanonicalMessage, _address_table, _conversation_key, parse_message
+from .sqlarray import Array
 
 __all__ = ["handle_batch", "ingest_messages", "refresh_plans"]
 
@@ -64,17 +65,15 @@ MESSAGE_TYPES = (
 
 
 def _rows(db, sql: str, params: Sequence = ()) -> list[tuple]:
-    cursor = db.execute_sql(sql, tuple(params))
+    """Run ``sql``; its rows. A list in ``params`` goes as one array literal."""
+    cursor = db.execute_sql(sql, tuple(Array(p) if type(p) is list else p for p in params))
     return cursor.fetchall() if cursor.description else []
 
 
 def _columns(values: Iterable[tuple], width: int) -> list[list]:
     """Rows -> one list per column (the arrays ``unnest`` takes)."""
-    columns: list[list] = [[] for _ in range(width)]
-    for row in values:
-        for i, value in enumerate(row):
-            columns[i].append(value)
-    return columns
+    columns = [list(column) for column in zip(*values, strict=True)]
+    return columns or [[] for _ in range(width)]
 
 
 def _unnest(types: Sequence[str]) -> str:
@@ -449,18 +448,18 @@ def _write(db, pairs, people, contacts, messages_aside: bool, participants_aside
 
 def _endpoints(db, pairs) -> None:
     """The customer's own address of each message as an ``endpoint_mappings`` row."""
+    first = _first(
+        ((c, m.provider_kind, m.customer_endpoint.normalized), (p, m)) for m, c, p in pairs
+    )
     _find_or_create(
         db,
         "endpoint_mappings",
         [("customer_id", "bigint"), ("kind", "text"), ("normalized", "text")],
         [("provider_id", "bigint"), ("address", "text"), ("hash", "bigint")],
-        _first(
-            (
-                (c, m.provider_kind, m.customer_endpoint.normalized),
-                (p, m.customer_endpoint.raw, dedup.dedup_hash(m.customer_endpoint.normalized)),
-            )
-            for m, c, p in pairs
-        ),
+        {
+            key: (p, m.customer_endpoint.raw, dedup.dedup_hash(key[2]))
+            for key, (p, m) in first.items()
+        },
     )
 
 

@@ -19,6 +19,7 @@ import psycopg2
 
 from ..exceptions import ConvdbError, DedupCollisionError, PayloadError, QueueError
 from ..models import InboundEvent
+from ..sqlarray import Array
 from . import queries
 
 # SQLSTATEs worth retrying: serialization_failure, deadlock_detected,
@@ -193,12 +194,12 @@ class QueueManager:
         return claimed, len(rows) - len(claimed)
 
     def lock_owned(self, ids: Sequence[int], worker: str) -> set[int]:
-        cursor = self.db.execute_sql(queries.LOCK_OWNED, {"ids": list(ids), "worker": worker})
+        cursor = self.db.execute_sql(queries.LOCK_OWNED, {"ids": Array(ids), "worker": worker})
         return {row[0] for row in cursor.fetchall()}
 
     def claim_done(self, ids: Sequence[int], worker: str) -> set[int]:
         """Mark the events still ours done (in the open transaction); their ids."""
-        cursor = self.db.execute_sql(queries.CLAIM_DONE, {"ids": list(ids), "worker": worker})
+        cursor = self.db.execute_sql(queries.CLAIM_DONE, {"ids": Array(ids), "worker": worker})
         return {row[0] for row in cursor.fetchall()}
 
     def refuse(self, event_id: int, worker: str, error: str) -> None:
@@ -220,7 +221,7 @@ class QueueManager:
 
     def mark_done(self, ids: Sequence[int], worker: str) -> None:
         if ids:
-            self.db.execute_sql(queries.MARK_DONE, {"ids": list(ids), "worker": worker})
+            self.db.execute_sql(queries.MARK_DONE, {"ids": Array(ids), "worker": worker})
 
     def mark_dead(self, event_id: int, worker: str, error: str) -> None:
         params = {"id": event_id, "worker": worker, "error": error}
@@ -232,7 +233,7 @@ class QueueManager:
 
     def release(self, ids: Sequence[int], worker: str) -> None:
         if ids:
-            self.db.execute_sql(queries.RELEASE, {"ids": list(ids), "worker": worker})
+            self.db.execute_sql(queries.RELEASE, {"ids": Array(ids), "worker": worker})
 
     def next_due(self) -> float | None:
         with translated("look for the next due event"):
@@ -253,7 +254,7 @@ class QueueManager:
         return QueueStats([tuple(r) for r in by_type], oldest, retrying, scheduled, expired)
 
     def retry_dead(self, event_type: str | None = None, ids: Sequence[int] | None = None) -> int:
-        params = {"event_type": event_type, "ids": list(ids) if ids else None}
+        params = {"event_type": event_type, "ids": Array(ids) if ids else None}
         with translated("retry dead events"), self.db.atomic():
             count = self.db.execute_sql(queries.RETRY_DEAD, params).fetchone()[0]
             if count:
@@ -294,10 +295,10 @@ class QueueManager:
     def _insert(self, rows: Sequence[tuple[str, dict, str | None, float]]) -> list[int]:
         dumps = json.JSONEncoder(ensure_ascii=False).encode
         params = {
-            "types": [r[0] for r in rows],
-            "payloads": [dumps(r[1]) for r in rows],
-            "keys": [r[2] for r in rows],
-            "delays": [float(r[3]) for r in rows],
+            "types": Array([r[0] for r in rows]),
+            "payloads": Array([dumps(r[1]) for r in rows]),
+            "keys": Array([r[2] for r in rows]),
+            "delays": Array([float(r[3]) for r in rows]),
             "channel": queries.CHANNEL,
             "event_type": rows[0][0],
         }

@@ -69,7 +69,7 @@ RETURNING e.id, e.event_type, e.payload, e.idempotency_key, e.received_at, e.ava
 # the lease runs out while the batch is still working.
 LOCK_OWNED = """
 SELECT id FROM inbound_events
- WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'processing'
+ WHERE id = ANY(%(ids)s::bigint[]) AND locked_by = %(worker)s AND status = 'processing'
  ORDER BY id
    FOR UPDATE
 """
@@ -78,7 +78,7 @@ SELECT id FROM inbound_events
 MARK_DONE = """
 UPDATE inbound_events
    SET status = 'done', processed_at = now(), locked_until = NULL, last_error = NULL
- WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'processing'
+ WHERE id = ANY(%(ids)s::bigint[]) AND locked_by = %(worker)s AND status = 'processing'
 """
 
 # The batch fast path: mark every claimed row still ours done FIRST. The
@@ -88,7 +88,7 @@ UPDATE inbound_events
 CLAIM_DONE = """
 UPDATE inbound_events
    SET status = 'done', processed_at = now(), locked_until = NULL, last_error = NULL
- WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'processing'
+ WHERE id = ANY(%(ids)s::bigint[]) AND locked_by = %(worker)s AND status = 'processing'
 RETURNING id
 """
 
@@ -119,7 +119,7 @@ RELEASE = """
 UPDATE inbound_events
    SET status = 'pending', locked_by = NULL, locked_until = NULL,
        attempts = greatest(attempts - 1, 0)
- WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND status = 'processing'
+ WHERE id = ANY(%(ids)s::bigint[]) AND locked_by = %(worker)s AND status = 'processing'
 """
 
 # Seconds until the next row becomes due (NULL: nothing pending or processing).
@@ -154,7 +154,7 @@ WITH revived AS (
            locked_until = NULL, processed_at = NULL
      WHERE status = 'dead'
        AND (%(event_type)s::text IS NULL OR event_type = %(event_type)s)
-       AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s))
+       AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
     RETURNING id
 )
 SELECT count(*) FROM revived
