@@ -120,3 +120,32 @@ def test_claim_query_walks_the_claim_index(loaded_url):
     scans = [n["Relation Name"] for n in found if n["Node Type"] == "Seq Scan"]
     assert "inbound_events" not in scans, json.dumps(plan)
     assert "inbound_events_claim_idx" in {n.get("Index Name") for n in found}, json.dumps(plan)
+
+
+FOREIGN_KEYS = """
+SELECT c.conrelid::regclass::text, c.conname,
+       EXISTS (SELECT FROM pg_index i
+                WHERE i.indrelid = c.conrelid
+                  AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] = c.conkey
+                  AND (i.indpred IS NULL
+                       OR pg_get_expr(i.indpred, i.indrelid)
+                          = format('(%I IS NOT NULL)', a.attname)))
+  FROM pg_constraint c
+  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+ WHERE c.contype = 'f'
+"""
+
+
+def test_every_foreign_key_leads_an_index(loaded_url):
+    """Deleting a referenced row (and joining on the key) must not scan the
+    referencing table: each foreign key's columns lead an index (a partial
+    one on ``col IS NOT NULL`` would do too)."""
+    conn = psycopg2.connect(loaded_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(FOREIGN_KEYS)
+            keys = cur.fetchall()
+    finally:
+        conn.close()
+    assert len(keys) >= 18
+    assert [(table, name) for table, name, covered in keys if not covered] == []
