@@ -8,7 +8,8 @@
 Each drain run gets a fresh copy of a migrated template database with a
 20,000-event backlog of canonical ``message.received`` events (the mix of
 :mod:`bench.events`) or of the same events under a no-op handler, drained by
-one (or ``--processes N``) ``convdb queue-worker --burst`` process(es). Prints
+one (or ``--processes N``) ``convdb queue-worker --burst`` process(es); ``--mix``
+picks which conversations the events go to (:mod:`bench.events`). Prints
 the median (and min-max) events/s of ``--runs`` runs, the ``enqueue_many``
 rate and the p50 of a single ``enqueue`` with its commit.
 """
@@ -48,16 +49,30 @@ def admin(url: str, sql: str) -> None:
 
 
 def drain(
-    base: str, template: str, kind: str, n: int, processes: int, batch: int, concurrency: int
+    base: str,
+    template: str,
+    kind: str,
+    n: int,
+    processes: int,
+    batch: int,
+    concurrency: int,
+    mix: str = "spread",
 ) -> float:
     name = f"convdb_quick_{os.getpid()}"
     admin(base, f"DROP DATABASE IF EXISTS {name}")
     admin(base, f"CREATE DATABASE {name} TEMPLATE {template}")
     url = db_url(base, name)
     try:
-        events.insert(url, 0, n, tag=f"q{time.time_ns()}")
-        admin(url, "VACUUM ANALYZE")
         env = {**os.environ, "DATABASE_URL": url}
+        warm = 0
+        if mix == "mixed":  # its warm conversations first, untimed
+            warm = events.WARM
+            events.insert(url, 1, warm, tag="warm", mix="warmup")
+            burst = [str(BIN / "convdb"), "queue-worker", "--burst", "-q"]
+            subprocess.run(burst, env=env, cwd=REPO, check=True)
+        first = events.next_index(url)
+        events.insert(url, first, n, tag=f"q{time.time_ns()}", mix=mix)
+        admin(url, "VACUUM ANALYZE")
         if kind == "noop":
             cmd = [sys.executable, "-c", NOOP, url, str(batch)]
         else:
@@ -74,9 +89,9 @@ def drain(
             cur.execute("SELECT count(*) FROM messages")
             messages = cur.fetchone()[0]
         conn.close()
-        if codes != [0] * processes or counts != {"done": n}:
+        if codes != [0] * processes or counts != {"done": n + warm}:
             raise SystemExit(f"drain failed: exit codes {codes}, statuses {counts}")
-        if kind == "canonical" and messages != n:
+        if kind == "canonical" and messages != n + warm:
             raise SystemExit(f"drain failed: {messages} messages for {n} events")
         return n / seconds
     finally:
@@ -118,6 +133,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1, help="threads per canonical worker")
     parser.add_argument("--only", default="canonical,noop,enqueue")
+    parser.add_argument(
+        "--mix",
+        choices=("spread", "mixed", "fresh"),
+        default="spread",
+        help="which conversations the events go to (bench/events.py); spread and fresh: "
+        "every event opens one on the fresh database; mixed: 1 in 10 does",
+    )
     args = parser.parse_args()
     base = os.environ["DATABASE_URL"]
     template = f"convdb_quick_tmpl_{os.getpid()}"
@@ -133,14 +155,22 @@ def main() -> None:
                 continue
             rates = [
                 drain(
-                    base, template, kind, args.events, args.processes, args.batch, args.concurrency
+                    base,
+                    template,
+                    kind,
+                    args.events,
+                    args.processes,
+                    args.batch,
+                    args.concurrency,
+                    args.mix,
                 )
                 for _ in range(args.runs)
             ]
             print(
                 f"{kind} drain, {args.processes} process(es), batch {args.batch}, "
                 f"{args.concurrency if kind == 'canonical' else 1} thread(s), "
-                f"{args.events} events: median {statistics.median(rates):,.0f} events/s "
+                f"{args.events} events ({args.mix}): "
+                f"median {statistics.median(rates):,.0f} events/s "
                 f"(min {min(rates):,.0f}, max {max(rates):,.0f})",
                 flush=True,
             )

@@ -84,10 +84,13 @@ class Drain:
         return self.events / self.seconds
 
 
-def prepare_backlog(url: str, backlog: int, due: int, tag: str) -> None:
+def prepare_backlog(
+    url: str, backlog: int, due: int, tag: str, *, mix: str = "mixed", warm: int = events.WARM
+) -> None:
     """Make ``backlog`` events pending, the ``due`` oldest of them due now, the rest
     a day later. Pending events left by an earlier run are reused (topped up with
-    new ones), so a 200,000-event backlog is inserted once, not once per run."""
+    new ones of ``mix``, see :mod:`bench.events`), so a 200,000-event backlog is
+    inserted once, not once per run."""
     conn = psycopg2.connect(url)
     conn.autocommit = True
     try:
@@ -101,7 +104,8 @@ def prepare_backlog(url: str, backlog: int, due: int, tag: str) -> None:
                     (pending - backlog,),
                 )
             elif pending < backlog:
-                events.insert(url, 1, backlog - pending, tag=tag)
+                first = events.next_index(url)
+                events.insert(url, first, backlog - pending, tag=tag, mix=mix, warm=warm)
             # Touch only the rows whose due time must change: an UPDATE leaves a
             # dead version of each row behind, in the claim index too.
             cur.execute(
@@ -123,6 +127,14 @@ def prepare_backlog(url: str, backlog: int, due: int, tag: str) -> None:
             cur.execute("VACUUM ANALYZE inbound_events")
     finally:
         conn.close()
+
+
+def warm_up(url: str, warm: int) -> None:
+    """Create the ``warm`` conversations of the mixed backlog: insert and drain
+    (untimed, through ``convdb queue-worker``) one event for each."""
+    first = events.next_index(url)
+    events.insert(url, first, warm, tag=f"warm-{first}", mix="warmup", warm=warm)
+    drain(url, processes=1, noop=False, expected=warm)
 
 
 def _rss_mb(pid: int, key: str = "VmRSS") -> float | None:

@@ -36,6 +36,7 @@ class Figure:
     target_text: str = ""
     missing: str | None = None
     note: str = ""
+    info: bool = False  # no target: shown for scale, held is "-"
 
     @property
     def median(self) -> float:
@@ -43,7 +44,7 @@ class Figure:
 
     @property
     def held(self) -> bool | None:
-        if self.missing or not self.runs:
+        if self.missing or not self.runs or self.info:
             return None
         if self.at_most is not None and self.median > self.at_most:
             return False

@@ -45,6 +45,7 @@ class Sizes:
     done_rows: int
     worker_load: int  # events ingested through the worker for the worker-loaded pages
     worker_load_budget: float  # seconds that load may take at the measured rate
+    warm: int = 2_000  # conversations of the mixed canonical backlogs (bench/events.py)
 
 
 FULL = Sizes(
@@ -76,6 +77,7 @@ SMOKE = Sizes(
     done_rows=2_000,
     worker_load=500,
     worker_load_budget=15,
+    warm=20,
 )
 
 
