@@ -478,7 +478,9 @@ def _addresses(db, batch) -> dict[str, dict[str, int]]:
     return out
 
 
-def _messages(db, pairs, conv: list[int]) -> list[int | None]:
+def _messages(db, pairs, conv: list[int]) -> tuple[list[int | None], list[tuple]]:
+    """Insert the messages (and intern their bodies): per message its new id or
+    None, and (conversation id, sent_at) of every message inserted."""
     bodies: dict[str, dict[str, str]] = {"email_bodies": {}, "xms_bodies": {}}
     normalized = []
     for m, _, _ in pairs:
@@ -513,7 +515,7 @@ def _messages(db, pairs, conv: list[int]) -> list[int | None]:
 # session's replication role sees it). A database without migration 016 (or
 # with the triggers disabled) answers false, and the rows are counted exactly
 # as its triggers count them.
-STOOD_ASIDE = """
+STAND_ASIDE = """
 SELECT set_config('convdb.counters_by_caller', 'on', true), {messages}, {participants}
 """.format(
     **{
@@ -544,7 +546,7 @@ def _counters_by_caller(db) -> tuple[bool, bool]:
     """
     row = _rows(
         db,
-        "LOCK TABLE messages, conversation_participants IN ROW EXCLUSIVE MODE; " + STOOD_ASIDE,
+        "LOCK TABLE messages, conversation_participants IN ROW EXCLUSIVE MODE; " + STAND_ASIDE,
     )[0]
     return row[1], row[2]
 
