@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convdb.report import format_table
+from convdb.cli.render import format_table
 
 
 def percentile(values: Sequence[float], q: float) -> float:

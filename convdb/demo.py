@@ -21,12 +21,12 @@ import json
 from collections.abc import Callable
 
 from . import migrate as migrate_lib
+from .cli.render import format_table, queue_stats_text
 from .db import closing, connect, resolve_url
 from .queue import ops
 from .queue.enqueue import enqueue_many
 from .queue.worker import WorkerConfig
 from .queue.worker import run as run_worker
-from .report import format_table
 
 SAMPLE = "samples/webhooks.jsonl"
 EVENT_TYPE = {"inbound": "message.received", "outbound": "message.sent"}
@@ -87,7 +87,7 @@ def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
         f"{counters.dead} dead"
     )
     echo("")
-    echo(ops.format_stats(ops.stats(url)))
+    echo(queue_stats_text(ops.stats(url)))
     with closing(connect(url, bind=False)) as db:
         dead = db.execute_sql(DEAD).fetchall()
         rows = db.execute_sql(OVERVIEW).fetchall()

@@ -503,15 +503,3 @@ def handle_message_received(event) -> int | None:
 def handle_message_sent(event) -> int | None:
     """Queue handler for ``message.sent``: validate, then ingest ``event.payload``."""
     return _handle(event)
-
-
-def _handle_batch(events) -> dict:
-    from .ingest_batch import handle_batch
-
-    return handle_batch(events)
-
-
-# The worker hands a whole batch of these events to ``.batch`` in one call
-# (convdb.queue.handlers); the one-event handlers stay the per-event fallback.
-handle_message_received.batch = _handle_batch
-handle_message_sent.batch = _handle_batch

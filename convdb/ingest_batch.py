@@ -33,7 +33,7 @@ A 64-bit hash collision in a dedup table raises
 per-event fallback then sends only the culprit ``dead``.
 
 :func:`handle_batch` is the queue's batch handler for ``message.received``
-and ``message.sent`` (attached as ``.batch`` to the one-event handlers).
+and ``message.sent`` (registered by :mod:`convdb.core`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ A plugin is an installed distribution with an entry point in the group
         migrations="convdb_tags.migrations",  # package of NNN_name.py modules
         depends_on=["core"],                  # migrated after these
         handlers={"conversation.tagged": handle_tagged},
+        batch_handlers={},                    # optional: event type -> handler of a list
+        adapters={},                          # optional: webhook adapters by name
     )
 
     # pyproject.toml
@@ -18,7 +20,7 @@ A plugin is an installed distribution with an entry point in the group
     tags = "convdb_tags:plugin"
 
 The core registers itself the same way, as the plugin ``core``
-(:mod:`convdb.core_plugin`). Nothing else is ever scanned: only entry points.
+(:mod:`convdb.core`). Nothing else is ever scanned: only entry points.
 
 Library surface (the queue worker and the CLI use these):
 
@@ -32,16 +34,23 @@ Library surface (the queue worker and the CLI use these):
   first, then every plugin after its dependencies, independent plugins by
   name. A missing dependency or a cycle is a :class:`PluginError` naming the
   plugins involved, raised before anything touches a database.
-- :func:`load_handlers` — ``{event_type: callable}`` over every plugin
-  (``core``'s ``message.received`` / ``message.sent`` included). Two
-  plugins claiming one event type is a :class:`PluginError` naming both.
-  The queue worker calls it once at start-up.
+- :func:`load_handlers`, :func:`load_batch_handlers`, :func:`load_adapters`
+  — ``{name: object}`` over every plugin (``core``'s included). Two plugins
+  claiming one event type (or adapter name) is a :class:`PluginError`
+  naming both. The queue worker and the receiver call them once at start-up.
 - :func:`order`, :func:`dependencies`, :func:`dependents` — the graph, on
   any list of :class:`Found` (pure functions).
 
-A handler may be given as a callable or as a ``"module:attribute"`` string,
-imported when :func:`load_handlers` runs; the core uses strings so that
-discovering plugins never imports the ingest code.
+Handlers and adapters may be given as objects or as ``"module:attribute"``
+strings, imported when they are loaded; the core uses strings so that
+discovering plugins never imports the ingest or receiver code.
+
+Batch handlers: a batch handler takes the list of a claimed batch's events of
+its type and returns ``{event_id: exception}`` for the events it refused
+without writing anything (they go ``dead``). The worker calls it for a batch
+of two or more such events, inside the batch's transaction; if it raises, the
+transaction is rolled back and the events are redone one by one with the
+one-event handler, which every batch handler must have beside it.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 Handler = Callable[[object], object]
+BatchHandler = Callable[[list], Mapping[int, BaseException]]
 
 
 @dataclass(frozen=True)
@@ -74,13 +84,18 @@ class Plugin:
     ``depends_on``: names of plugins whose migrations must run first (every
     plugin runs after ``core`` anyway). ``handlers``: event type to a
     callable taking the ``inbound_events`` row, or to a ``"module:attr"``
-    string naming one.
+    string naming one. ``batch_handlers``: event type to a callable taking a
+    list of such rows (see the module's docstring); each needs a handler of
+    the same event type. ``adapters``: webhook adapter name to an adapter
+    (:mod:`convdb.serve`) or a ``"module:attr"`` string naming one.
     """
 
     name: str
     migrations: str | None = None
     depends_on: Sequence[str] = ()
     handlers: Mapping[str, Handler | str] = field(default_factory=dict)
+    batch_handlers: Mapping[str, BatchHandler | str] = field(default_factory=dict)
+    adapters: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def bad(message: str) -> PluginError:
@@ -97,38 +112,58 @@ class Plugin:
             raise bad("depends_on must be a list of plugin names")
         if self.name in self.depends_on:
             raise bad("a plugin cannot depend on itself")
-        if not isinstance(self.handlers, Mapping):
-            raise bad("handlers must be a mapping of event type to callable")
-        for event_type, handler in self.handlers.items():
-            if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
-                raise bad(f"handler key {event_type!r} is not an event type")
-            if not (callable(handler) or (isinstance(handler, str) and ":" in handler)):
-                raise bad(f"handler for {event_type!r} is neither callable nor 'module:attr'")
+        for what in ("handlers", "batch_handlers"):
+            mapping = getattr(self, what)
+            if not isinstance(mapping, Mapping):
+                raise bad(f"{what} must be a mapping of event type to callable")
+            for event_type, handler in mapping.items():
+                if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+                    raise bad(f"{what} key {event_type!r} is not an event type")
+                if not (callable(handler) or _is_reference(handler)):
+                    raise bad(f"{what}[{event_type!r}] is neither callable nor 'module:attr'")
+        orphans = sorted(set(self.batch_handlers) - set(self.handlers))
+        if orphans:
+            raise bad(f"batch_handlers without a one-event handler (the fallback): {orphans}")
+        if not isinstance(self.adapters, Mapping):
+            raise bad("adapters must be a mapping of adapter name to adapter")
+        for adapter_name in self.adapters:
+            if not isinstance(adapter_name, str) or not NAME_RE.match(adapter_name):
+                raise bad(f"adapter name {adapter_name!r} must match {NAME_RE.pattern}")
         object.__setattr__(self, "depends_on", tuple(dict.fromkeys(self.depends_on)))
-        object.__setattr__(self, "handlers", dict(self.handlers))
+        for what in ("handlers", "batch_handlers", "adapters"):
+            object.__setattr__(self, what, dict(getattr(self, what)))
 
     @property
     def history_table(self) -> str:
         """The peewee-migrate history table of this plugin's migrations."""
         return "migratehistory" if self.name == CORE_NAME else f"migratehistory_{self.name}"
 
-    def resolve_handlers(self) -> dict[str, Handler]:
-        """The handlers with every ``"module:attr"`` string imported."""
+    def resolve(self, what: str) -> dict[str, object]:
+        """``handlers``, ``batch_handlers`` or ``adapters`` with every ``"module:attr"``
+        string imported."""
         resolved = {}
-        for event_type, handler in self.handlers.items():
-            if isinstance(handler, str):
-                module_name, _, attr = handler.partition(":")
+        for key, value in getattr(self, what).items():
+            if _is_reference(value):
+                module_name, _, attr = value.partition(":")
                 try:
-                    handler = getattr(importlib.import_module(module_name), attr)
+                    value = getattr(importlib.import_module(module_name), attr)
                 except (ImportError, AttributeError) as exc:
                     raise PluginError(
-                        f"plugin {self.name!r}: handler {handler!r} for {event_type!r} "
-                        f"cannot be loaded: {exc}",
+                        f"plugin {self.name!r}: {what}[{key!r}] = {value!r} cannot be "
+                        f"loaded: {exc}",
                         plugin=self.name,
                         hint="Install the package that provides it, or fix the plugin.",
                     ) from exc
-            resolved[event_type] = handler
+            resolved[key] = value
         return resolved
+
+    def resolve_handlers(self) -> dict[str, Handler]:
+        """The handlers with every ``"module:attr"`` string imported."""
+        return self.resolve("handlers")
+
+
+def _is_reference(value) -> bool:
+    return isinstance(value, str) and ":" in value
 
 
 @dataclass(frozen=True)
@@ -247,26 +282,31 @@ def scan(entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) ->
 
 def discover() -> list[Found]:
     """Every installed plugin, or :class:`PluginError` for the first broken one."""
-    result = scan()
+    result = scan_with_core()
     if result.problems:
         raise result.problems[0].error()
-    return with_core(result.plugins)
+    return result.plugins
 
 
-def with_core(plugins: list[Found]) -> list[Found]:
-    """``plugins``, plus the core when its entry point was not found.
+CORE_ENTRY_POINT = importlib.metadata.EntryPoint(CORE_NAME, "convdb.core:plugin", ENTRY_POINT_GROUP)
 
-    The entry point is missing only when convdb's own metadata is stale or
-    shadowed (an old ``convdb.egg-info`` in the working directory, a checkout
-    on ``PYTHONPATH`` without ``pip install``); the core is still the core,
-    and ``convdb plugins`` says where it came from.
+
+def scan_with_core(entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> Scan:
+    """:func:`scan`, with the core loaded from :data:`CORE_ENTRY_POINT` when its entry
+    point was not found.
+
+    It is missing only when convdb's own metadata is stale or shadowed (an old
+    ``convdb.egg-info`` in the working directory, a checkout on
+    ``PYTHONPATH`` without ``pip install``); the core is still the core, and
+    ``convdb plugins`` says where it came from.
     """
-    if any(f.name == CORE_NAME for f in plugins):
-        return plugins
-    from .core_plugin import plugin as core
-
+    result = scan(entry_points)
+    if any(f.name == CORE_NAME for f in result.plugins):
+        return result
+    core = scan([CORE_ENTRY_POINT])
     origin = "convdb (built in: no 'core' entry point found; reinstall convdb)"
-    return [Found(core, CORE_NAME, origin, _own_version()), *plugins]
+    found = [Found(f.plugin, f.entry_point, origin, _own_version()) for f in core.plugins]
+    return Scan(found + result.plugins, core.problems + result.problems)
 
 
 def _own_version() -> str:
@@ -353,45 +393,65 @@ def dependents(plugins: Sequence[Found], name: str) -> list[str]:
     return sorted(result)
 
 
-def load_handlers(plugins: Sequence[Found] | None = None) -> dict[str, Handler]:
-    """``{event_type: handler}`` over every plugin (default: every installed one).
+def _collect(plugins: Sequence[Found] | None, what: str, label: str) -> dict[str, object]:
+    """``{key: object}`` of one kind over ``plugins`` (default: every installed one).
 
-    Raises :class:`PluginError` when two plugins claim one event type, or a
-    handler named by a string cannot be imported.
+    Raises :class:`PluginError` when two plugins claim one key, or a
+    ``"module:attr"`` string cannot be imported.
     """
     if plugins is None:
         plugins = discover()
     # core first, then by name: the error names the two plugins in a stable order
     plugins = sorted(plugins, key=lambda f: (f.name != CORE_NAME, f.name))
-    handlers: dict[str, Handler] = {}
+    collected: dict[str, object] = {}
     owner: dict[str, Found] = {}
     for found in plugins:
-        for event_type, handler in found.plugin.resolve_handlers().items():
-            if event_type in owner:
-                first = owner[event_type]
+        for key, value in found.plugin.resolve(what).items():
+            if key in owner:
+                first = owner[key]
                 raise PluginError(
                     f"plugins {first.name!r} ({first.origin}) and {found.name!r} "
-                    f"({found.origin}) both handle the event type {event_type!r}",
+                    f"({found.origin}) both provide the {label} {key!r}",
                     plugin=found.name,
-                    hint="Uninstall one of them; each event type has exactly one handler.",
+                    hint=f"Uninstall one of them; each {label} has exactly one provider.",
                 )
-            owner[event_type] = found
-            handlers[event_type] = handler
-    return handlers
+            owner[key] = found
+            collected[key] = value
+    return collected
+
+
+def load_handlers(plugins: Sequence[Found] | None = None) -> dict[str, Handler]:
+    """``{event_type: handler}`` over every plugin (default: every installed one)."""
+    return _collect(plugins, "handlers", "handler for the event type")
+
+
+def load_batch_handlers(plugins: Sequence[Found] | None = None) -> dict[str, BatchHandler]:
+    """``{event_type: batch handler}`` over every plugin (default: every installed one)."""
+    return _collect(plugins, "batch_handlers", "batch handler for the event type")
+
+
+def load_adapters(plugins: Sequence[Found] | None = None) -> dict[str, object]:
+    """``{adapter name: adapter}`` over every plugin (default: every installed one)."""
+    return _collect(plugins, "adapters", "webhook adapter")
 
 
 __all__ = [
     "CORE_NAME",
     "ENTRY_POINT_GROUP",
+    "BatchHandler",
     "Found",
+    "Handler",
     "Plugin",
     "Problem",
     "Scan",
     "dependencies",
     "dependents",
     "discover",
+    "load_adapters",
+    "load_batch_handlers",
     "load_handlers",
     "order",
     "ordered_plugins",
     "scan",
+    "scan_with_core",
 ]

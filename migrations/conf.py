@@ -6,6 +6,6 @@ the embedded PostgreSQL; its connection holds convdb's migration lock, so
 ``pw_migrate`` and ``convdb migrate`` never run migrations at the same time.
 """
 
-from convdb.migrate import pw_migrate_database
+from convdb.migrate.pw_migrate import pw_migrate_database
 
 DATABASE = pw_migrate_database()

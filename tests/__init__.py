@@ -1,0 +1,1 @@
+"""convdb's test suite (see conftest.py for the layout)."""

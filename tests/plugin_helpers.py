@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg2
 
-from .conftest import BIN, REPO
+from .support import BIN, REPO
 
 TAGS_SOURCE = REPO / "plugins" / "convdb-tags"
 

@@ -7,8 +7,10 @@
 - :mod:`convdb.queue.manager`: every database operation of the queue
   (:class:`QueueManager`: stats, retry of dead events, purge);
 - :mod:`convdb.queue.queries`: the SQL, by name, with the claim query's locking
-  explained;
-- :mod:`convdb.queue.handlers`: which handler processes which event type.
+  explained.
+
+Which handler processes which event type is the plugins' business
+(:func:`convdb.plugins.load_handlers`): the core registers its own there.
 """
 
 from .enqueue import enqueue, enqueue_many

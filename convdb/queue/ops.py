@@ -3,7 +3,7 @@ database at ``url`` (default: DATABASE_URL, .env, or the embedded server),
 does one job and closes it.
 
 ``convdb enqueue`` -> :func:`enqueue_file`; ``convdb queue stats`` ->
-:func:`stats` / :func:`format_stats`; ``convdb queue retry-dead`` ->
+:func:`stats`; ``convdb queue retry-dead`` ->
 :func:`retry_dead`; ``convdb queue purge`` -> :func:`purge`.
 """
 
@@ -15,7 +15,6 @@ from typing import IO
 
 from ..db import closing, connect
 from ..exceptions import ConfigError
-from ..report import format_table
 from .enqueue import enqueue_many, key_of, read_payloads
 from .manager import QueueManager, QueueStats
 
@@ -65,37 +64,6 @@ def enqueue_file(
 def stats(url: str | None = None) -> QueueStats:
     with closing(connect(url, bind=False)) as db:
         return QueueManager(db).stats()
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.1f}s"
-
-
-def format_stats(result: QueueStats) -> str:
-    """The queue statistics as text: a table by event type, then the backlog."""
-    statuses = ("pending", "processing", "done", "dead")
-    table: dict[str, dict[str, int]] = {}
-    for event_type, status, count in result.by_type:
-        table.setdefault(event_type, dict.fromkeys(statuses, 0))[status] = count
-    rows = [[t, *(counts[s] for s in statuses)] for t, counts in sorted(table.items())]
-    rows.append(["(all)", *(result.count(s) for s in statuses)])
-    lines = [
-        format_table(["event type", *statuses], rows),
-        "",
-        "oldest due pending event: "
-        + (
-            "none"
-            if result.oldest_pending_seconds is None
-            else f"received {_age(result.oldest_pending_seconds)} ago"
-        ),
-        f"retry backlog: {result.retrying} pending after a failed attempt, "
-        f"{result.scheduled} scheduled for later",
-        f"expired leases (to be reclaimed): {result.expired_leases}",
-    ]
-    return "\n".join(lines)
 
 
 def retry_dead(

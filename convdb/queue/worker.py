@@ -46,9 +46,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .. import plugins
 from ..db import ConvdbDatabase, init, open_database, resolve_url
 from ..exceptions import PayloadError, QueueError
-from .handlers import Handler, check_handlers, default_handlers
+from ..plugins import BatchHandler, Handler
 from .manager import QueueManager, describe, is_connection_error, is_transient, sqlstate
 
 Echo = Callable[[str], None]
@@ -101,11 +102,17 @@ class Worker:
         db: ConvdbDatabase,
         *,
         handlers: Mapping[str, Handler] | None = None,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
         config: WorkerConfig | None = None,
         echo: Echo = _stderr,
     ) -> None:
         self.db = db
-        self.handlers = check_handlers(default_handlers() if handlers is None else handlers)
+        if handlers is None:
+            handlers = plugins.load_handlers()
+            if batch_handlers is None:
+                batch_handlers = plugins.load_batch_handlers()
+        self.handlers = _callables(handlers, "handler")
+        self.batch_handlers = _callables(batch_handlers or {}, "batch handler")
         self.config = config or WorkerConfig()
         self.echo = echo
         self.counters = Counters()
@@ -256,9 +263,9 @@ class Worker:
         """The fast path: the whole batch in one transaction, no savepoints.
 
         The events still ours are marked ``done`` in one statement first (it
-        also locks them), then the handlers run one after the other (a handler
-        with a ``batch`` attribute gets all its events in one call, see
-        :mod:`convdb.queue.handlers`); refused events become ``dead``. True when the batch is
+        also locks them), then the handlers run one after the other (an event
+        type with a batch handler gets all its events in one call, see
+        :mod:`convdb.plugins`); refused events become ``dead``. True when the batch is
         finished; False when something failed: the transaction was rolled back
         and :meth:`_process_each` redoes the batch event by event, so one bad
         event never fails its neighbours (their handlers then run a second
@@ -275,7 +282,7 @@ class Worker:
                 refused: dict[int, str] = {}
                 for event_type, group in _by_type(events).items():
                     handler = self.handlers.get(event_type)
-                    batch = getattr(handler, "batch", None)
+                    batch = self.batch_handlers.get(event_type)
                     if handler is None:
                         refused.update((e.id, self._unknown(event_type)) for e in group)
                     elif batch is not None and len(group) > 1:
@@ -397,6 +404,13 @@ class Worker:
         # Still no database: the leases expire and another worker takes over.
 
 
+def _callables(mapping: Mapping[str, object], what: str) -> dict:
+    for event_type, handler in mapping.items():
+        if not callable(handler):
+            raise TypeError(f"{what} for {event_type!r} is not callable: {handler!r}")
+    return dict(mapping)
+
+
 def _by_type(events: list) -> dict[str, list]:
     groups: dict[str, list] = {}
     for event in events:
@@ -409,14 +423,19 @@ def run(
     *,
     config: WorkerConfig | None = None,
     handlers: Mapping[str, Handler] | None = None,
+    batch_handlers: Mapping[str, BatchHandler] | None = None,
     echo: Echo = _stderr,
 ) -> Counters:
     """Run a worker on the database at ``url`` (default: DATABASE_URL, .env, embedded).
 
+    ``handlers`` (and ``batch_handlers``) default to every installed plugin's
+    (:func:`convdb.plugins.load_handlers`); given ``handlers`` without
+    ``batch_handlers``, every event goes through its one-event handler.
     Binds the models to it (handlers use them), runs until stopped or, with
     ``config.burst``, until nothing is due, and returns the counters.
     """
     db = open_database(url or resolve_url())
     db.close()
     init(db)
-    return Worker(db, handlers=handlers, config=config, echo=echo).run()
+    worker = Worker(db, handlers=handlers, batch_handlers=batch_handlers, config=config, echo=echo)
+    return worker.run()

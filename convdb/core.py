@@ -1,0 +1,26 @@
+"""The core, registered as the plugin ``core``: the one place it declares itself.
+
+``pyproject.toml`` declares ``core = "convdb.core:plugin"`` in the group
+``convdb.plugins``, so the core's migrations, queue handlers and webhook
+adapters are found exactly like a third-party plugin's. Everything is named
+by string and imported only when loaded (:func:`convdb.plugins.load_handlers`
+and friends), so listing or migrating plugins never imports the ingest code.
+"""
+
+from __future__ import annotations
+
+from .plugins import CORE_NAME, Plugin
+
+plugin = Plugin(
+    name=CORE_NAME,
+    migrations="convdb.migrations",
+    depends_on=[],
+    handlers={
+        "message.received": "convdb.ingest:handle_message_received",
+        "message.sent": "convdb.ingest:handle_message_sent",
+    },
+    batch_handlers={
+        "message.received": "convdb.ingest_batch:handle_batch",
+        "message.sent": "convdb.ingest_batch:handle_batch",
+    },
+)

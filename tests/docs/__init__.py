@@ -1,0 +1,1 @@
+"""Documentation tests: what the README and docs/ promise is what the code does."""

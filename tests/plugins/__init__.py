@@ -1,0 +1,1 @@
+"""Plugin tests: real plugin packages, installed with pip, discovered through their entry points."""

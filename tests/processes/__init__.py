@@ -1,0 +1,1 @@
+"""Process tests: real worker and migrator processes, signals, crashes and concurrency."""

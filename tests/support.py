@@ -1,0 +1,132 @@
+"""Helpers for convdb's own tests (no tests in here).
+
+Where the checkout is, console scripts run as real processes, canonical
+payloads, and the SQL that recounts conversation counters from the rows.
+Database fixtures and ``query``/``scalar`` come from :mod:`convdb.testing`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from convdb.testing import query
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Conversation counters as stored, and as recounted from the rows.
+ACTUAL = """
+SELECT c.id,
+       (SELECT max(sent_at) FROM messages m WHERE m.conversation_id = c.id),
+       (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),
+       (SELECT count(*) FROM conversation_participants p WHERE p.conversation_id = c.id)
+  FROM conversations c ORDER BY c.id
+"""
+STORED = """
+SELECT id, last_message_at, message_count, participant_count FROM conversations ORDER BY id
+"""
+
+
+def run_cli(
+    *args: str, env: dict | None = None, cwd: Path = REPO, timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess:
+    """Run a console script of this environment (``convdb``, ``pw_migrate``)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    full_env.update(env or {})
+    result = subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{args} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+EXAMPLE = {
+    "customer": {"key": "acme", "name": "Acme, Inc."},
+    "provider": {"kind": "email", "name": "sendgrid"},
+    "direction": "inbound",
+    "message_id": "provider-msg-0001",
+    "from": {"address": "Jane.Doe@Example.com", "name": "Jane Doe"},
+    "to": [{"address": "support@acme.example"}],
+    "subject": "Onboarding",
+    "body": "Hello,   we need help\n",
+    "sent_at": "2025-11-05T10:00:00+02:00",
+    "received_at": "2025-11-05T08:00:05Z",
+    "conversation_key": "thread-42",
+    "attachments": [{"url": "https://files.example/a.png", "content_type": "image/png"}],
+}
+
+
+def example(**changes) -> dict:
+    """The SPEC's example payload with top-level fields replaced (None removes one)."""
+    payload = copy.deepcopy(EXAMPLE)
+    for key, value in changes.items():
+        key = "from" if key == "sender" else key
+        if value is None:
+            payload.pop(key, None)
+        else:
+            payload[key] = value
+    return payload
+
+
+def sms_events(n: int, *, customers: int = 10, contacts: int = 100, prefix: str = "m") -> list:
+    """``n`` distinct canonical SMS payloads spread over customers and contacts."""
+    payloads = []
+    for i in range(n):
+        c = i % customers
+        payloads.append(
+            {
+                "customer": {"key": f"cust-{c}", "name": f"Customer {c}"},
+                "provider": {"kind": "sms", "name": "twilio"},
+                "direction": "inbound" if i % 3 else "outbound",
+                "message_id": f"{prefix}-{i}",
+                "from": {"address": f"+1415555{i % contacts:04d}"},
+                "to": [{"address": f"+1212555{c:04d}"}],
+                "body": f"message {i % 50}",
+                "sent_at": "2025-11-05T10:00:00+02:00",
+            }
+        )
+        if payloads[-1]["direction"] == "outbound":
+            p = payloads[-1]
+            p["from"], p["to"] = p["to"][0], [p["from"]]
+    return payloads
+
+
+def status_counts(url: str) -> dict[str, int]:
+    return dict(query(url, "SELECT status, count(*) FROM inbound_events GROUP BY 1"))
+
+
+def start_worker(url: str, *args: str) -> subprocess.Popen:
+    """``convdb queue-worker ARGS`` as a real process on ``url``."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = url
+    return subprocess.Popen(
+        [str(BIN / "convdb"), "queue-worker", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
