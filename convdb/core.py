@@ -20,7 +20,7 @@ plugin = Plugin(
         "message.sent": "convdb.ingest:handle_message_sent",
     },
     batch_handlers={
-        "message.received": "convdb.ingest_batch:handle_batch",
-        "message.sent": "convdb.ingest_batch:handle_batch",
+        "message.received": "convdb.ingest:handle_batch",
+        "message.sent": "convdb.ingest:handle_batch",
     },
 )

@@ -32,6 +32,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import peewee
@@ -39,15 +40,23 @@ import phonenumbers
 
 from .config import load_settings
 from .exceptions import DedupCollisionError
+from .sqlarray import Array
 
 __all__ = [
+    "ATTACHMENT_URLS",
     "COLLISION_SQLSTATE",
+    "EMAIL_ADDRESSES",
+    "EMAIL_BODIES",
+    "PHONE_NUMBERS",
     "WHITESPACE",
+    "XMS_BODIES",
+    "DedupTable",
     "dedup_hash",
     "intern_attachment_url",
     "intern_email_address",
     "intern_email_body",
     "intern_phone_number",
+    "intern_values",
     "intern_xms_body",
     "normalize_body",
     "normalize_email",
@@ -191,30 +200,38 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
 
 
 @dataclass(frozen=True)
-class _DedupTable:
-    """A dedup table, its normalized column and how to intern into it."""
+class DedupTable:
+    """A dedup table and its normalized column; the statements that intern into it.
+
+    Both take whole columns (one array each): interning one value or a
+    thousand is the same statement (:func:`intern_values`).
+    """
 
     name: str
     column: str
 
     @property
-    def upsert_sql(self) -> str:
-        # DO UPDATE (a no-op write) rather than DO NOTHING so RETURNING gives the
-        # existing id; its WHERE makes a 64-bit collision return no row instead
-        # of handing this value another value's row.
+    def select_sql(self) -> str:
+        """(id, hash, normalized) of the stored rows among the hashes given."""
+        return f"SELECT id, hash, {self.column} FROM {self.name} WHERE hash = ANY(%s::bigint[])"
+
+    @property
+    def insert_sql(self) -> str:
+        """Insert (raw, hash, normalized) rows in the order given; (id, hash) of each
+        one inserted. A hash stored meanwhile, by a transaction that has
+        committed, returns nothing and leaves that row alone (no lock taken)."""
         return (
-            f"INSERT INTO {self.name} (raw, hash, {self.column}) VALUES (%s, %s, %s) "
-            f"ON CONFLICT (hash) DO UPDATE SET hash = EXCLUDED.hash "
-            f"WHERE {self.name}.{self.column} = EXCLUDED.{self.column} "
-            f"RETURNING id"
+            f"INSERT INTO {self.name} (raw, hash, {self.column}) "
+            f"SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[]) "
+            f"ON CONFLICT (hash) DO NOTHING RETURNING id, hash"
         )
 
 
-EMAIL_BODIES = _DedupTable("email_bodies", "normalized")
-XMS_BODIES = _DedupTable("xms_bodies", "normalized")
-EMAIL_ADDRESSES = _DedupTable("email_addresses", "lowered")
-PHONE_NUMBERS = _DedupTable("phone_numbers", "e164")
-ATTACHMENT_URLS = _DedupTable("attachment_urls", "normalized")
+EMAIL_BODIES = DedupTable("email_bodies", "normalized")
+XMS_BODIES = DedupTable("xms_bodies", "normalized")
+EMAIL_ADDRESSES = DedupTable("email_addresses", "lowered")
+PHONE_NUMBERS = DedupTable("phone_numbers", "e164")
+ATTACHMENT_URLS = DedupTable("attachment_urls", "normalized")
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -226,40 +243,102 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def _collision_error(exc: BaseException) -> DedupCollisionError | None:
+    """The :class:`DedupCollisionError` a trigger reported through ``exc``, if it did."""
+    if _sqlstate(exc) != COLLISION_SQLSTATE:
+        return None
+    original = exc.args[0] if exc.args else exc
+    message = getattr(getattr(original, "diag", None), "message_primary", None)
+    return DedupCollisionError(message or str(original).strip())
+
+
 def _preview(value: str, limit: int = 80) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
-def _intern(db: peewee.Database, table: _DedupTable, raw: str, normalized: str) -> int:
-    key = dedup_hash(normalized)
+def _execute(db: peewee.Database, sql: str, params: Sequence) -> list[tuple]:
+    """Run ``sql`` with every list in ``params`` sent as one array literal."""
+    cursor = db.execute_sql(sql, tuple(Array(p) if type(p) is list else p for p in params))
+    return cursor.fetchall()
+
+
+def intern_values(
+    db: peewee.Database,
+    table: DedupTable,
+    values: dict[str, str],
+    *,
+    stored: Iterable[tuple[int, int, str]] | None = None,
+    execute: Callable[[peewee.Database, str, Sequence], list[tuple]] = _execute,
+) -> dict[str, int]:
+    """Ids of ``table``'s rows for ``values`` (normalized -> the raw text to store if new).
+
+    Read first: an existing value is never written or locked. ``stored``: the
+    (id, hash, normalized) rows a caller's lookup already found for these
+    hashes (else they are read here). The missing values are inserted in hash
+    order (two transactions meet their new values in the same order); one
+    that a concurrent transaction stored first is read again. ``execute``
+    runs the statements (:mod:`convdb.ingest` prepares them).
+
+    A 64-bit collision (two normalized values with one hash: within
+    ``values``, with a stored row, or reported by the table's trigger) raises
+    :class:`~convdb.exceptions.DedupCollisionError`; nothing is merged.
+    """
+    by_hash: dict[int, str] = {}
+    for normalized in values:
+        key = dedup_hash(normalized)
+        if by_hash.setdefault(key, normalized) != normalized:
+            raise DedupCollisionError(
+                f"{table.name}: 64-bit hash collision on {key} between "
+                f"{_preview(by_hash[key])} and {_preview(normalized)}"
+            )
+    ids: dict[str, int] = {}
+    hashes = sorted(by_hash)
+    if stored is None:
+        stored = execute(db, table.select_sql, [hashes]) if hashes else []
+    for row in stored:
+        _found(table, by_hash, ids, row)
+    missing = [h for h in hashes if by_hash[h] not in ids]
+    if not missing:
+        return ids
+    normalized = [by_hash[h] for h in missing]
     try:
-        row = db.execute_sql(table.upsert_sql, (raw, key, normalized)).fetchone()
+        rows = execute(db, table.insert_sql, [[values[n] for n in normalized], missing, normalized])
     except peewee.DatabaseError as exc:
-        if _sqlstate(exc) != COLLISION_SQLSTATE:
+        error = _collision_error(exc)
+        if error is None:
             raise
-        original = exc.args[0] if exc.args else exc
-        message = getattr(getattr(original, "diag", None), "message_primary", None)
-        raise DedupCollisionError(message or str(original).strip()) from exc
-    if row is None:
-        # Only reachable when a concurrent transaction inserted the colliding
-        # value after the trigger looked (or the trigger is disabled).
-        existing = db.execute_sql(
-            f"SELECT {table.column} FROM {table.name} WHERE hash = %s", (key,)
-        ).fetchone()
+        raise error from exc
+    for id_, key in rows:
+        ids[by_hash[key]] = id_
+    lost = [h for h in missing if by_hash[h] not in ids]
+    if lost:  # stored by a concurrent transaction since we looked
+        for row in execute(db, table.select_sql, [lost]):
+            _found(table, by_hash, ids, row)
+    if len(ids) < len(by_hash):
+        raise RuntimeError(f"{table.name}: rows vanished while interning them")
+    return ids
+
+
+def _found(table: DedupTable, by_hash: dict[int, str], ids: dict[str, int], row) -> None:
+    id_, key, text = row
+    if key in by_hash and text != by_hash[key]:
         raise DedupCollisionError(
             f"{table.name}: 64-bit hash collision on {key} between existing "
-            f"{_preview(existing[0]) if existing else '?'} and new {_preview(normalized)}"
+            f"{_preview(text)} and new {_preview(by_hash[key])}"
         )
-    return row[0]
+    ids[text] = id_
+
+
+def _intern(db: peewee.Database, table: DedupTable, raw: str, normalized: str) -> int:
+    return intern_values(db, table, {normalized: raw})[normalized]
 
 
 def intern_email_body(db: peewee.Database, raw: str) -> int:
     """Id of the ``email_bodies`` row for ``raw`` (created if needed).
 
-    Every ``intern_*`` helper runs one statement on ``db`` and raises
-    :class:`~convdb.exceptions.DedupCollisionError` when the key already belongs
-    to a different normalized value (PostgreSQL then aborts the transaction, as
-    after any failed statement).
+    Every ``intern_*`` helper is :func:`intern_values` for one value: it
+    raises :class:`~convdb.exceptions.DedupCollisionError` when the key
+    already belongs to a different normalized value.
     """
     return _intern(db, EMAIL_BODIES, raw, normalize_body(raw))
 

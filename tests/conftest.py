@@ -5,6 +5,18 @@ Tests sit in folders by kind: ``unit/`` (pure functions, no database),
 migrator processes, signals, concurrency), ``plugins/`` (real plugin
 packages installed with pip), ``docs/`` (the documentation checked against
 the code). Helpers: ``support.py`` and ``plugin_helpers.py``.
+
+Property tests that do not set their own number of examples take it from
+the hypothesis profile: ``dev`` (50) by default, ``ci`` (200) when
+``HYPOTHESIS_PROFILE=ci``, which ``.ci/run`` sets.
 """
 
+import os
+
+from hypothesis import settings
+
 pytest_plugins = ["convdb.testing"]
+
+settings.register_profile("ci", max_examples=200)
+settings.register_profile("dev", max_examples=50)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

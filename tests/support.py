@@ -19,17 +19,64 @@ from convdb.testing import query
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-# Conversation counters as stored, and as recounted from the rows.
+# Conversation counters as stored, and as recounted from the rows
+# (participant_count: distinct contacts).
 ACTUAL = """
 SELECT c.id,
        (SELECT max(sent_at) FROM messages m WHERE m.conversation_id = c.id),
        (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),
-       (SELECT count(*) FROM conversation_participants p WHERE p.conversation_id = c.id)
+       (SELECT count(DISTINCT contact_id) FROM conversation_participants p
+         WHERE p.conversation_id = c.id)
   FROM conversations c ORDER BY c.id
 """
 STORED = """
 SELECT id, last_message_at, message_count, participant_count FROM conversations ORDER BY id
 """
+
+
+# Every row ingestion writes, without surrogate ids (they depend on the order
+# of writes), counters included.
+SNAPSHOT = {
+    "customers": "SELECT key, name FROM customers",
+    "providers": "SELECT c.key, p.kind, p.name FROM providers p JOIN customers c "
+    "ON c.id = p.customer_id",
+    "endpoints": "SELECT c.key, p.name, e.kind, e.address, e.normalized, e.hash "
+    "FROM endpoint_mappings e JOIN customers c ON c.id = e.customer_id "
+    "JOIN providers p ON p.id = e.provider_id",
+    "contacts": "SELECT cu.key, c.display_name, coalesce(ea.lowered, pn.e164) FROM contacts c "
+    "JOIN customers cu ON cu.id = c.customer_id "
+    "LEFT JOIN contact_addresses ca ON ca.contact_id = c.id "
+    "LEFT JOIN email_addresses ea ON ea.id = ca.email_address_id "
+    "LEFT JOIN phone_numbers pn ON pn.id = ca.phone_number_id",
+    "conversations": "SELECT cu.key, cv.key, cv.thread_key, cv.topic, cv.message_count, "
+    "cv.participant_count, cv.last_message_at FROM conversations cv "
+    "JOIN customers cu ON cu.id = cv.customer_id",
+    "participants": "SELECT cu.key, coalesce(cv.key, cv.thread_key), cp.role, "
+    "coalesce(ea.lowered, pn.e164) FROM conversation_participants cp "
+    "JOIN conversations cv ON cv.id = cp.conversation_id "
+    "JOIN customers cu ON cu.id = cv.customer_id "
+    "JOIN contact_addresses ca ON ca.contact_id = cp.contact_id "
+    "LEFT JOIN email_addresses ea ON ea.id = ca.email_address_id "
+    "LEFT JOIN phone_numbers pn ON pn.id = ca.phone_number_id",
+    "messages": "SELECT p.name, m.provider_message_id, coalesce(cv.key, cv.thread_key), "
+    "m.direction, eb.normalized, xb.normalized, m.sent_at, m.received_at FROM messages m "
+    "JOIN providers p ON p.id = m.provider_id JOIN conversations cv ON cv.id = m.conversation_id "
+    "LEFT JOIN email_bodies eb ON eb.id = m.email_body_id "
+    "LEFT JOIN xms_bodies xb ON xb.id = m.xms_body_id",
+    "attachments": "SELECT m.provider_message_id, u.raw, u.normalized, a.content_type "
+    "FROM message_attachments ma JOIN messages m ON m.id = ma.message_id "
+    "JOIN attachments a ON a.id = ma.attachment_id JOIN attachment_urls u ON u.id = a.url_id",
+    "email_bodies": "SELECT raw, hash, normalized FROM email_bodies",
+    "xms_bodies": "SELECT raw, hash, normalized FROM xms_bodies",
+    "email_addresses": "SELECT raw, hash, lowered FROM email_addresses",
+    "phone_numbers": "SELECT raw, hash, e164 FROM phone_numbers",
+    "attachment_urls": "SELECT raw, hash, normalized FROM attachment_urls",
+}
+
+
+def snapshot(rows) -> dict[str, list]:
+    """:data:`SNAPSHOT`, each table sorted; ``rows(sql)`` runs a query and returns its rows."""
+    return {name: sorted(rows(sql), key=repr) for name, sql in SNAPSHOT.items()}
 
 
 def run_cli(

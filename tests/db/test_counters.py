@@ -1,14 +1,16 @@
-"""Conversation counters (migration 010): right after every kind of write, by anyone.
+"""Conversation counters (migrations 010 and 019): right after every kind of write, by anyone.
 
-``last_message_at``, ``message_count`` and ``participant_count`` must equal
-what aggregating the rows gives, after plain SQL, after the models, after
-deletes and moves, under concurrent writers, and after the backfill of a
-database that held messages before 010.
+``last_message_at``, ``message_count`` and ``participant_count`` (distinct
+contacts) must equal what aggregating the rows gives, after plain SQL, after
+the models, after deletes and moves, under concurrent writers, and after the
+backfills of a database that held messages before 010 and participants
+before 019.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 
 import psycopg2
@@ -123,24 +125,95 @@ def test_an_update_that_moves_nothing_leaves_the_conversation_alone(world):
         assert counters(cur)[1] == (at(2), 2, 0)
 
 
-def test_participants_insert_delete_move(world):
+def test_participants_count_distinct_contacts(world):
     with world.cursor() as cur:
         cur.execute(
             "INSERT INTO conversation_participants VALUES "
             "(1, 1, 'contact'), (1, 2, 'contact'), (1, 1, 'customer'), (2, 2, 'contact')"
         )
-        assert counters(cur) == {1: (None, 0, 3), 2: (None, 0, 1)}
+        assert counters(cur) == {1: (None, 0, 2), 2: (None, 0, 1)}
+        # contact 1 moves to conversation 2 as customer, and stays in 1 as contact
         cur.execute(
             "UPDATE conversation_participants SET conversation_id = 2 WHERE role = 'customer'"
         )
-        assert counters(cur) == {1: (None, 0, 2), 2: (None, 0, 2)}
-        cur.execute("UPDATE conversation_participants SET role = 'customer' WHERE contact_id = 2")
         assert counters(cur) == {1: (None, 0, 2), 2: (None, 0, 2)}
         cur.execute("DELETE FROM conversation_participants WHERE contact_id = 2")
         assert counters(cur) == {1: (None, 0, 1), 2: (None, 0, 1)}
         # deleting a contact cascades to its participant rows
         cur.execute("DELETE FROM contacts WHERE id = 1")
         assert counters(cur) == {1: (None, 0, 0), 2: (None, 0, 0)}
+
+
+def test_a_second_role_leaves_the_conversation_alone(world):
+    with world.cursor() as cur:
+        cur.execute("INSERT INTO conversation_participants VALUES (1, 1, 'contact')")
+        cur.execute("SELECT updated_at, xmin::text FROM conversations WHERE id = 1")
+        before = cur.fetchone()
+        cur.execute("INSERT INTO conversation_participants VALUES (1, 1, 'customer')")
+        cur.execute("UPDATE conversation_participants SET role = role")
+        cur.execute("DELETE FROM conversation_participants WHERE role = 'customer'")
+        cur.execute("SELECT updated_at, xmin::text FROM conversations WHERE id = 1")
+        assert cur.fetchone() == before
+        assert counters(cur)[1] == (None, 0, 1)
+
+
+# The sample inserts of the seed's data model ("Sample Inserts (US2)"),
+# verbatim: one contact takes part as 'contact' and as 'customer'.
+SEED_SAMPLE = """
+-- Customer
+INSERT INTO customers(name) VALUES ('Acme, Inc.') RETURNING id; -- => :customer_id
+
+-- Contact
+INSERT INTO contacts(customer_id, display_name)
+VALUES (:customer_id, 'Jane Doe') RETURNING id; -- => :contact_id
+
+-- Conversation
+INSERT INTO conversations(customer_id, topic)
+VALUES (:customer_id, 'Onboarding') RETURNING id; -- => :conversation_id
+
+-- Participants
+INSERT INTO conversation_participants(conversation_id, contact_id, role)
+VALUES
+  (:conversation_id, :contact_id, 'contact'),
+  (:conversation_id, :contact_id, 'customer')
+ON CONFLICT DO NOTHING;
+
+-- Provider (email example)
+INSERT INTO providers(customer_id, kind, name)
+VALUES (:customer_id, 'email', 'Sendgrid') RETURNING id; -- => :provider_id
+
+-- Message (ordered by (conversation_id, sent_at DESC) via index)
+INSERT INTO messages(conversation_id, provider_id, direction, sent_at)
+VALUES (:conversation_id, :provider_id, 'outbound', now());
+"""
+
+
+def run_sample(cur, sample: str) -> dict[str, int]:
+    """Run ``sample`` statement by statement, as psql would with its variables:
+    ``-- => :name`` after a statement keeps the id it returned as ``:name``."""
+    variables: dict[str, int] = {}
+    for chunk in sample.split(";"):
+        target = re.match(r"[ \t]*-- => :([a-z_]+)", chunk)
+        if target:
+            variables[target.group(1)] = cur.fetchone()[0]
+        sql = re.sub(r"--[^\n]*", "", chunk).strip()
+        if sql:
+            cur.execute(re.sub(r":([a-z_]+)", r"%(\1)s", sql), variables)
+    return variables
+
+
+def test_the_seed_sample_counts_one_participant(conn):
+    with conn.cursor() as cur:
+        ids = run_sample(cur, SEED_SAMPLE)
+        assert set(ids) == {"customer_id", "contact_id", "conversation_id", "provider_id"}
+        cur.execute(
+            "SELECT message_count, participant_count FROM conversation_overview "
+            "WHERE conversation_id = %s",
+            (ids["conversation_id"],),
+        )
+        assert cur.fetchone() == (1, 1)
+        cur.execute("SELECT count(*) FROM conversation_participants")
+        assert cur.fetchone() == (2,)
 
 
 def test_truncate_resets_the_counters(world):
@@ -271,5 +344,33 @@ def test_migration_backfills_existing_rows(empty_db_url):
             assert counters(cur) == {1: (at(8), 3, 1), 2: (None, 0, 0)}
             cur.execute("SELECT DISTINCT updated_at FROM conversations")
             assert cur.fetchall() == [(dt.datetime(2020, 1, 1, tzinfo=UTC),)]
+    finally:
+        conn.close()
+
+
+def test_migration_019_recounts_participants_as_contacts(empty_db_url):
+    """A database that counted participant rows before 019 (the seed sample
+    counted 2) counts distinct contacts after it, updated_at unchanged."""
+    migrate_lib.run(empty_db_url, echo=lambda _: None)
+    since_019 = [n for n in CORE.modules() if n >= "019"]
+    migrate_lib.rollback(empty_db_url, count=len(since_019), echo=lambda _: None)
+    conn = psycopg2.connect(empty_db_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            ids = run_sample(cur, SEED_SAMPLE)
+            cur.execute("SET session_replication_role = replica")  # no updated_at trigger
+            cur.execute("UPDATE conversations SET updated_at = '2020-01-01Z'")
+            cur.execute("RESET session_replication_role")
+            assert counters(cur)[ids["conversation_id"]][1:] == (1, 2)
+        migrate_lib.run(empty_db_url, echo=lambda _: None)
+        with conn.cursor() as cur:
+            assert counters(cur)[ids["conversation_id"]][1:] == (1, 1)
+            assert_counters_right(cur)
+            cur.execute("SELECT DISTINCT updated_at FROM conversations")
+            assert cur.fetchall() == [(dt.datetime(2020, 1, 1, tzinfo=UTC),)]
+        migrate_lib.rollback(empty_db_url, count=len(since_019), echo=lambda _: None)
+        with conn.cursor() as cur:  # rolled back: rows counted again, as 016's triggers do
+            assert counters(cur)[ids["conversation_id"]][1:] == (1, 2)
     finally:
         conn.close()

@@ -1,4 +1,5 @@
-"""Set-based ingestion of a batch: the same rows as per-event ingestion, and its fallbacks."""
+"""The batch path in the worker: one set-based call for a batch, fallbacks event by event,
+and the counters with the schema before and after migration 019."""
 
 from __future__ import annotations
 
@@ -7,115 +8,13 @@ import json
 import psycopg2
 
 from convdb import db as convdb_db
-from convdb import dedup, ingest, ingest_batch
-from convdb.ingest import ingest_message, parse_message
-from convdb.ingest_batch import ingest_messages
+from convdb import dedup, ingest
+from convdb import migrate as migrate_lib
+from convdb.ingest import ingest_messages, parse_message, writer
 from convdb.queue.worker import WorkerConfig, run
 from convdb.testing import query
 
-from ..support import example, sms_events, status_counts
-
-# Every row ingestion writes, without surrogate ids (they depend on the order of writes).
-SNAPSHOT = {
-    "customers": "SELECT key, name FROM customers",
-    "providers": "SELECT c.key, p.kind, p.name FROM providers p JOIN customers c "
-    "ON c.id = p.customer_id",
-    "endpoints": "SELECT c.key, p.name, e.kind, e.address, e.normalized, e.hash "
-    "FROM endpoint_mappings e JOIN customers c ON c.id = e.customer_id "
-    "JOIN providers p ON p.id = e.provider_id",
-    "contacts": "SELECT cu.key, c.display_name, coalesce(ea.lowered, pn.e164) FROM contacts c "
-    "JOIN customers cu ON cu.id = c.customer_id "
-    "LEFT JOIN contact_addresses ca ON ca.contact_id = c.id "
-    "LEFT JOIN email_addresses ea ON ea.id = ca.email_address_id "
-    "LEFT JOIN phone_numbers pn ON pn.id = ca.phone_number_id",
-    "conversations": "SELECT cu.key, cv.key, cv.thread_key, cv.topic, cv.message_count, "
-    "cv.participant_count, cv.last_message_at FROM conversations cv "
-    "JOIN customers cu ON cu.id = cv.customer_id",
-    "participants": "SELECT cv.customer_id IS NOT NULL, coalesce(cv.key, cv.thread_key), "
-    "cp.role, coalesce(ea.lowered, pn.e164) FROM conversation_participants cp "
-    "JOIN conversations cv ON cv.id = cp.conversation_id "
-    "JOIN contact_addresses ca ON ca.contact_id = cp.contact_id "
-    "LEFT JOIN email_addresses ea ON ea.id = ca.email_address_id "
-    "LEFT JOIN phone_numbers pn ON pn.id = ca.phone_number_id",
-    "messages": "SELECT p.name, m.provider_message_id, coalesce(cv.key, cv.thread_key), "
-    "m.direction, eb.normalized, xb.normalized, m.sent_at, m.received_at FROM messages m "
-    "JOIN providers p ON p.id = m.provider_id JOIN conversations cv ON cv.id = m.conversation_id "
-    "LEFT JOIN email_bodies eb ON eb.id = m.email_body_id "
-    "LEFT JOIN xms_bodies xb ON xb.id = m.xms_body_id",
-    "attachments": "SELECT m.provider_message_id, u.raw, u.normalized, a.content_type "
-    "FROM message_attachments ma JOIN messages m ON m.id = ma.message_id "
-    "JOIN attachments a ON a.id = ma.attachment_id JOIN attachment_urls u ON u.id = a.url_id",
-    "email_bodies": "SELECT raw, hash, normalized FROM email_bodies",
-    "xms_bodies": "SELECT raw, hash, normalized FROM xms_bodies",
-    "email_addresses": "SELECT raw, hash, lowered FROM email_addresses",
-    "phone_numbers": "SELECT raw, hash, e164 FROM phone_numbers",
-    "attachment_urls": "SELECT raw, hash, normalized FROM attachment_urls",
-}
-
-
-def snapshot(url: str) -> dict[str, list]:
-    return {name: sorted(query(url, sql), key=repr) for name, sql in SNAPSHOT.items()}
-
-
-def mixed_payloads() -> list[dict]:
-    """SMS both ways, email threads with and without keys, names learnt late, several
-    recipients, attachments, duplicate bodies, an empty body and redeliveries."""
-    payloads = sms_events(120, customers=4, contacts=25)
-    for i in range(80):
-        sender = {"address": f"Person.{i % 9}@Example.com"}
-        if i % 4 == 3:
-            sender["name"] = f"Person {i % 9}"  # not known from their first messages
-        to = [{"address": f"support@acme{i % 3}.example"}]
-        if i % 5 == 0:
-            to.append({"address": f"CC.{i % 2}@Example.com", "name": "Copied"})
-        payloads.append(
-            example(
-                customer={"key": f"mail-{i % 3}", "name": f"Mail customer {i % 3}"},
-                message_id=f"mail-{i}",
-                sender=sender,
-                to=to,
-                subject=f"Subject {i % 6}",
-                body="" if i == 7 else f"Hello,   reply number {i % 11}\n",
-                conversation_key=f"thread-{i % 6}" if i % 2 else None,
-                attachments=[
-                    {"url": f"https://files.example/{i % 4}.png", "content_type": "image/png"},
-                    {"url": "https://files.example/shared.pdf"},
-                ]
-                if i % 7 == 0
-                else None,
-            )
-        )
-    return [*payloads, payloads[3], payloads[130], payloads[150]]  # redelivered
-
-
-def test_batches_write_exactly_the_rows_of_per_event_ingestion(server, template_db, db, db_url):
-    payloads = mixed_payloads()
-    messages = [parse_message(p) for p in payloads]
-    for msg in messages:
-        with db.atomic():
-            ingest_message(db, msg)
-    expected = snapshot(db_url)
-
-    name = server.create(template=template_db)
-    url = server.url(name)
-    try:
-        batch_db = convdb_db.open_database(url)
-        try:
-            ids = []
-            for start in range(0, len(messages), 37):
-                with batch_db.atomic():
-                    ids += ingest_messages(batch_db, messages[start : start + 37])
-            with batch_db.atomic():  # a whole batch delivered again writes nothing
-                assert ingest_messages(batch_db, messages[:50]) == [None] * 50
-        finally:
-            batch_db.close()
-        assert sum(i is not None for i in ids) == len(payloads) - 3
-        assert ids[-3:] == [None, None, None]
-        assert snapshot(url) == expected
-        assert len(expected["messages"]) == len(payloads) - 3
-        assert any(name is None for _, name, _ in expected["contacts"])
-    finally:
-        server.drop(name)
+from ..support import ACTUAL, STORED, example, sms_events, status_counts
 
 
 def fill(url: str, payloads: list) -> None:
@@ -202,7 +101,7 @@ def counting_handlers(calls: dict) -> dict:
 
     def batch(events):
         calls["batch"].append(len(events))
-        return ingest_batch.handle_batch(events)
+        return ingest.handle_batch(events)
 
     return {"handlers": {"message.received": one}, "batch_handlers": {"message.received": batch}}
 
@@ -228,13 +127,7 @@ def test_a_clean_batch_takes_the_set_based_path_and_a_failing_one_falls_back(db_
     assert query(db_url, "SELECT count(*) FROM messages") == [(129,)]
 
 
-# Batch ingestion keeps the conversation counters itself (migration 016): new
-# conversations are born with theirs, the others get one UPDATE per batch.
-
-
 def assert_counters_right(url: str) -> None:
-    from ..support import ACTUAL, STORED
-
     assert query(url, STORED) == query(url, ACTUAL)
 
 
@@ -250,70 +143,100 @@ def ingest_in_batches(url: str, messages: list, size: int) -> list:
         batch_db.close()
 
 
-def test_counters_right_with_and_without_migration_016(db_url):
-    """With 016 the triggers stand aside and the batch counts; rolled back to
-    015 the triggers count and the batch does not: never twice, never zero."""
-    from convdb import migrate as migrate_lib
+def mixed_messages() -> list:
+    """SMS both ways and email threads, a contact on both sides of some
+    messages, and redeliveries."""
+    payloads = sms_events(60, customers=3, contacts=12)
+    for i in range(40):
+        us = f"support@acme{i % 2}.example"
+        payloads.append(
+            example(
+                customer={"key": f"mail-{i % 2}", "name": f"Mail {i % 2}"},
+                message_id=f"mail-{i}",
+                sender={"address": us if i % 9 == 0 else f"person.{i % 5}@example.com"},
+                to=[{"address": us}, {"address": f"person.{(i + 1) % 5}@example.com"}],
+                conversation_key=f"thread-{i % 4}" if i % 2 else None,
+            )
+        )
+    return [parse_message(p) for p in [*payloads, payloads[3], payloads[70]]]
 
-    messages = [parse_message(p) for p in mixed_payloads()]
-    ingest_in_batches(db_url, messages[:100], 30)  # new conversations, then existing ones
-    assert_counters_right(db_url)
+
+def test_new_code_on_the_schema_before_019_leaves_the_counting_to_its_triggers(db_url):
+    """Rolled back to 016, the triggers (``_v3``) count as they did: rows of
+    participants, not contacts; this code counts nothing itself. Migrating
+    again recounts participants as distinct contacts."""
+    messages = mixed_messages()
+    since_019 = [n for n in migrate_lib.CORE.modules() if n >= "019"]
+    migrate_lib.rollback(db_url, count=len(since_019), echo=lambda _: None)
+    assert query(db_url, "SELECT to_regproc('convdb_messages_inserted_v4')") == [(None,)]
+    ingest_in_batches(db_url, messages, 25)
+    rows_counted = ACTUAL.replace("count(DISTINCT contact_id)", "count(*)")
+    assert query(db_url, STORED) == query(db_url, rows_counted)
     assert query(db_url, "SELECT sum(message_count) FROM conversations") == [(100,)]
-    since_016 = [n for n in migrate_lib.CORE.modules() if n >= "016"]
-    migrate_lib.rollback(db_url, count=len(since_016), echo=lambda _: None)
-    assert query(db_url, "SELECT to_regproc('convdb_messages_inserted_v3')") == [(None,)]
-    ingest_in_batches(db_url, messages[100:], 30)
+    assert query(db_url, STORED) != query(db_url, ACTUAL)  # some contact on both sides
+    migrate_lib.run(db_url, echo=lambda _: None)
     assert_counters_right(db_url)
-    assert query(db_url, "SELECT sum(message_count) FROM conversations") == [
-        (len(messages) - 3,)  # three redeliveries
-    ]
 
 
-def test_disabled_counter_triggers_disable_the_batch_counting_too(db_url):
-    conn = psycopg2.connect(db_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("ALTER TABLE messages DISABLE TRIGGER messages_count_inserted")
-    conn.close()
-    ingest_in_batches(db_url, [parse_message(p) for p in sms_events(40)], 40)
-    assert query(
-        db_url, "SELECT sum(message_count), sum(participant_count) > 0 FROM conversations"
-    ) == [(0, True)]
+# What code written for migration 016 ran before counting in Python: whether
+# each insert counter trigger calls the 016 function (verbatim, but for the
+# tables' names as literals).
+STAND_ASIDE_016 = """
+SELECT set_config('convdb.counters_by_caller', 'on', true), {messages}, {participants}
+""".format(
+    **{
+        name: f"""EXISTS (
+    SELECT FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+     WHERE t.tgrelid = '{table}'::regclass AND t.tgname = '{table}_count_inserted'
+       AND p.proname = '{function}'
+       AND CASE t.tgenabled
+               WHEN 'A' THEN true
+               WHEN 'O' THEN current_setting('session_replication_role') <> 'replica'
+               WHEN 'R' THEN current_setting('session_replication_role') = 'replica'
+               ELSE false
+           END)"""
+        for name, table, function in (
+            ("messages", "messages", "convdb_messages_inserted_v3"),
+            ("participants", "conversation_participants", "convdb_participants_changed_v3"),
+        )
+    }
+)
 
 
-def test_the_triggers_count_again_after_the_batch_in_the_same_transaction(db):
-    messages = [parse_message(p) for p in sms_events(20)]
+def test_code_written_for_016_finds_its_triggers_gone_and_is_counted_by_019s(db):
+    """Code written for 016 asks whether the triggers call the ``_v3``
+    functions, sets ``convdb.counters_by_caller`` and counts only when they
+    do: with 019 they do not, so it counts nothing, and the ``_v4``
+    triggers, which ignore that setting, count its rows."""
     with db.atomic():
-        ingest_messages(db, messages[:10])
-        cursor = db.execute_sql("SELECT current_setting('convdb.counters_by_caller')")
-        assert cursor.fetchone() == ("off",)
-        ingest_message(db, messages[10])  # the per-event path: counted by the triggers
+        ingest_messages(db, mixed_messages()[:10])
+    with db.atomic():
+        assert db.execute_sql(STAND_ASIDE_016).fetchone() == ("on", False, False)
         db.execute_sql(
             "INSERT INTO messages (provider_id, provider_message_id, conversation_id, "
-            "direction, sent_at) SELECT provider_id, 'plain-sql', conversation_id, direction, "
+            "direction, sent_at) SELECT provider_id, 'old-code', conversation_id, direction, "
             "sent_at + interval '1 hour' FROM messages ORDER BY id LIMIT 1"
         )
-    cursor = db.execute_sql(
-        "SELECT count(*) FROM conversations c WHERE message_count <> "
-        "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) "
-        "OR last_message_at IS DISTINCT FROM "
-        "(SELECT max(sent_at) FROM messages m WHERE m.conversation_id = c.id)"
-    )
-    assert cursor.fetchone() == (0,)  # no conversation with a wrong count
-    assert db.execute_sql("SELECT count(*) FROM messages").fetchone() == (12,)
+        db.execute_sql(
+            "INSERT INTO conversation_participants (conversation_id, contact_id, role) "
+            "SELECT c.id, ct.id, 'contact' FROM conversations c, contacts ct "
+            "WHERE c.customer_id = ct.customer_id ON CONFLICT DO NOTHING"
+        )
+    stored = db.execute_sql(STORED).fetchall()
+    assert stored == db.execute_sql(ACTUAL).fetchall()
+    assert sum(row[2] for row in stored) == 11
 
 
-def test_a_message_stored_concurrently_into_a_new_conversation_is_recounted(db_url, monkeypatch):
-    """The one case where a conversation the batch creates is not born with the
-    right counters: another transaction commits one of its messages (same
-    provider and message id, threaded elsewhere) after the batch checked for
-    it. The batch then recounts that conversation from its rows."""
+def test_a_message_stored_concurrently_is_left_out_and_counted_once(db_url, monkeypatch):
+    """Another transaction commits one of the batch's messages (same provider
+    and message id, threaded elsewhere) after the batch looked for it: the
+    batch's insert skips it (None), and the counters still add up."""
     # The customer and its provider committed first, so the racing writer sees them.
     ingest_in_batches(db_url, [parse_message(sms_events(1, prefix="before")[0])], 1)
     messages = [parse_message(p) for p in sms_events(6, customers=1, contacts=3, prefix="race")]
-    original = ingest_batch._messages
+    original = writer._messages
 
-    def racing(db, pairs, conv):
+    def racing(db, batch, people):
         conn = psycopg2.connect(db_url)
         with conn, conn.cursor() as cur:  # commits before the batch inserts its messages
             cur.execute(
@@ -322,12 +245,12 @@ def test_a_message_stored_concurrently_into_a_new_conversation_is_recounted(db_u
                 "INSERT INTO messages (provider_id, provider_message_id, conversation_id, "
                 "direction, sent_at) SELECT %(p)s, %(k)s, id, 'inbound', '2030-01-01Z' "
                 "FROM elsewhere",
-                {"p": pairs[-1][2], "k": pairs[-1][0].message_id},
+                {"p": batch[-1].provider, "k": batch[-1].msg.message_id},
             )
         conn.close()
-        return original(db, pairs, conv)
+        return original(db, batch, people)
 
-    monkeypatch.setattr(ingest_batch, "_messages", racing)
+    monkeypatch.setattr(writer, "_messages", racing)
     ids = ingest_in_batches(db_url, messages, 6)
     assert ids[-1] is None and all(ids[:-1])
     assert_counters_right(db_url)
