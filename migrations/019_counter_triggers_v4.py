@@ -8,7 +8,13 @@ ingestion code alike (it no longer counts anything itself).
 - ``convdb_messages_inserted_v4``: 016's ``_v3`` without the
   ``convdb.counters_by_caller`` guard, reading the transition table once
   (count and latest ``sent_at`` per conversation, gathered into arrays) and
-  returning at once when the statement inserted nothing.
+  returning at once when the statement inserted nothing. It also counts the
+  participants of a conversation that has none counted yet: a writer that
+  inserts a new conversation's participants and first messages in one
+  statement (``convdb.ingest`` does) then has the conversation written once,
+  by this trigger, which runs first; the participants' trigger finds its
+  count right and writes nothing. Whatever the order, the participants'
+  trigger has the last word on ``participant_count``.
 - ``convdb_participants_changed_v4``: ``participant_count`` is the number of
   distinct contacts among a conversation's participants (the seed's
   ``count(distinct contact_id)``): one contact listed both as ``customer``
@@ -59,9 +65,12 @@ BEGIN
     UPDATE conversations c
        SET message_count = c.message_count + d.n,
            last_message_at = GREATEST(c.last_message_at, d.last_sent_at),
-           participant_count = (SELECT count(DISTINCT p.contact_id)
-                                  FROM conversation_participants p
-                                 WHERE p.conversation_id = c.id)
+           participant_count = CASE c.participant_count
+               WHEN 0 THEN (SELECT count(DISTINCT p.contact_id)
+                              FROM conversation_participants p
+                             WHERE p.conversation_id = c.id)
+               ELSE c.participant_count
+           END
       FROM unnest(ids, added, latest) AS d(id, n, last_sent_at)
      WHERE c.id = ANY(ids) AND c.id = d.id;
     RETURN NULL;

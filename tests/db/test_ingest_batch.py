@@ -91,6 +91,39 @@ def test_bad_payloads_in_a_batch_go_dead_and_the_rest_is_ingested_in_one_pass(db
     assert query(db_url, "SELECT DISTINCT attempts FROM inbound_events") == [(1,)]
 
 
+def test_values_sql_would_refuse_go_dead_at_once_naming_the_field(db_url):
+    """Refused by validation, not by the database: no retry, the field named,
+    and the batch around them ingested in one pass."""
+    payloads = sms_events(20)
+    bad = {
+        3: ("sent_at", "0001-01-01T00:00:00+02:00"),
+        5: ("from", {"address": "\u4e00" * 200 + "@example.com"}),
+        8: ("attachments", [{"url": "javascript:alert(1)"}]),
+        11: ("attachments", [{"url": "file:///etc/passwd"}]),
+        13: ("to", [{"address": "a@b@c"}]),
+        17: ("from", {"address": "+1415\x075552671"}),
+    }
+    for i, (field, value) in bad.items():
+        payloads[i] = example(
+            message_id=f"bad-{i}", **{"sender" if field == "from" else field: value}
+        )
+    payloads[17]["provider"] = {"kind": "sms", "name": "twilio"}
+    fill(db_url, payloads)
+    drain(db_url)
+    assert status_counts(db_url) == {"done": 14, "dead": 6}
+    dead = query(
+        db_url,
+        "SELECT payload->>'message_id', attempts, last_error FROM inbound_events "
+        "WHERE status = 'dead' ORDER BY id",
+    )
+    fields = ["sent_at", "from.address", "attachments[0].url", "attachments[0].url"]
+    fields += ["to[0].address", "from.address"]
+    assert [(k, a, e.split(":")[0]) for k, a, e in dead] == [
+        (f"bad-{i}", 1, field) for i, field in zip(bad, fields, strict=True)
+    ]
+    assert query(db_url, "SELECT count(*) FROM messages") == [(14,)]
+
+
 def counting_handlers(calls: dict) -> dict:
     """The canonical handlers and batch handlers (keyword arguments of ``run``),
     counting one-event and batch calls."""
@@ -225,6 +258,25 @@ def test_code_written_for_016_finds_its_triggers_gone_and_is_counted_by_019s(db)
     stored = db.execute_sql(STORED).fetchall()
     assert stored == db.execute_sql(ACTUAL).fetchall()
     assert sum(row[2] for row in stored) == 11
+
+
+def test_a_batch_writes_each_conversation_once(db):
+    """The counter triggers of the participants and the messages a batch
+    inserts in one statement update each conversation once, whether the batch
+    created it or not (migration 019's ordering)."""
+
+    def updates() -> int:
+        sql = "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'conversations'"
+        return db.execute_sql(sql).fetchone()[0]
+
+    messages = [parse_message(p) for p in sms_events(40, customers=2, contacts=10)]
+    for half in (messages[:20], messages[20:]):  # 10 new conversations, then the same 10
+        with db.atomic():
+            before = updates()  # the session's counts not yet flushed included
+            ingest_messages(db, half)
+            assert updates() - before == 10
+    assert db.execute_sql(STORED).fetchall() == db.execute_sql(ACTUAL).fetchall()
+    assert db.execute_sql("SELECT sum(participant_count) FROM conversations").fetchone() == (20,)
 
 
 def test_a_message_stored_concurrently_is_left_out_and_counted_once(db_url, monkeypatch):
