@@ -92,6 +92,7 @@ def _storable(raw: str) -> str:
     return raw
 
 
+@functools.lru_cache(maxsize=1 << 16)  # ingestion hashes a common value several times
 def dedup_hash(normalized: str) -> int:
     """The dedup key: md5 of the UTF-8 text, first 8 bytes as a signed big-endian int64.
 

@@ -15,6 +15,7 @@ follow the same rule in :func:`convdb.dedup.intern_values`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import weakref
 from collections.abc import Iterable, Sequence
@@ -42,7 +43,7 @@ def run(db: peewee.Database, sql: str, params: Sequence = ()) -> list[tuple]:
     state = _PREPARED.get(conn)
     if state is None or state[0] != pid:
         state = _PREPARED[conn] = (pid, set())
-    name = "convdb_ingest_" + hashlib.md5(sql.encode()).hexdigest()[:16]
+    name = _name(sql)
     if name not in state[1]:
         parts = sql.split("%s")
         numbered = "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
@@ -52,6 +53,11 @@ def run(db: peewee.Database, sql: str, params: Sequence = ()) -> list[tuple]:
     marks = f" ({', '.join(['%s'] * len(args))})" if args else ""
     cursor = db.execute_sql(f"EXECUTE {name}{marks}", args)
     return cursor.fetchall() if cursor.description else []
+
+
+@functools.cache
+def _name(sql: str) -> str:
+    return "convdb_ingest_" + hashlib.md5(sql.encode()).hexdigest()[:16]
 
 
 def unnest(types: Sequence[str]) -> str:
