@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from convdb import migrate as migrate_lib
 from convdb.testing import query
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,13 @@ SNAPSHOT = {
 def snapshot(rows) -> dict[str, list]:
     """:data:`SNAPSHOT`, each table sorted; ``rows(sql)`` runs a query and returns its rows."""
     return {name: sorted(rows(sql), key=repr) for name, sql in SNAPSHOT.items()}
+
+
+def migrate_before(url: str, number: str) -> None:
+    """Migrate the core at ``url`` up to, not including, migration ``number`` ("019")."""
+    migrate_lib.run(url, echo=lambda _: None)
+    later = [n for n in migrate_lib.CORE.modules() if n >= number]
+    migrate_lib.rollback(url, count=len(later), echo=lambda _: None)
 
 
 def run_cli(

@@ -18,14 +18,18 @@ from .writer import ingest_messages
 __all__ = ["handle_batch", "handle_message_received", "handle_message_sent"]
 
 
+def _ingest_one(event) -> int | None:
+    return ingest_messages(database, [parse_message(event.payload, event.event_type)])[0]
+
+
 def handle_message_received(event) -> int | None:
     """Queue handler for ``message.received``: validate, then ingest ``event.payload``."""
-    return ingest_messages(database, [parse_message(event.payload, event.event_type)])[0]
+    return _ingest_one(event)
 
 
 def handle_message_sent(event) -> int | None:
     """Queue handler for ``message.sent``: validate, then ingest ``event.payload``."""
-    return ingest_messages(database, [parse_message(event.payload, event.event_type)])[0]
+    return _ingest_one(event)
 
 
 def handle_batch(events: Sequence) -> dict[int, PayloadError]:

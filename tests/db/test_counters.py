@@ -17,7 +17,6 @@ import psycopg2
 import pytest
 
 from convdb import migrate as migrate_lib
-from convdb.migrate import CORE
 from convdb.models import (
     Contact,
     Conversation,
@@ -27,7 +26,7 @@ from convdb.models import (
     Provider,
 )
 
-from ..support import ACTUAL, STORED
+from ..support import ACTUAL, STORED, migrate_before
 
 UTC = dt.UTC
 T0 = dt.datetime(2025, 1, 1, tzinfo=UTC)
@@ -321,9 +320,7 @@ def test_concurrent_writers_into_overlapping_conversations(world, db_url):
 def test_migration_backfills_existing_rows(empty_db_url):
     """A database that held messages before 010 gets its counters computed,
     without its conversations' updated_at changing."""
-    migrate_lib.run(empty_db_url, echo=lambda _: None)
-    later = [n for n in CORE.modules() if n >= "010"]
-    migrate_lib.rollback(empty_db_url, count=len(later), echo=lambda _: None)
+    migrate_before(empty_db_url, "010")
     conn = psycopg2.connect(empty_db_url)
     conn.autocommit = True
     try:
@@ -351,9 +348,7 @@ def test_migration_backfills_existing_rows(empty_db_url):
 def test_migration_019_recounts_participants_as_contacts(empty_db_url):
     """A database that counted participant rows before 019 (the seed sample
     counted 2) counts distinct contacts after it, updated_at unchanged."""
-    migrate_lib.run(empty_db_url, echo=lambda _: None)
-    since_019 = [n for n in CORE.modules() if n >= "019"]
-    migrate_lib.rollback(empty_db_url, count=len(since_019), echo=lambda _: None)
+    migrate_before(empty_db_url, "019")
     conn = psycopg2.connect(empty_db_url)
     conn.autocommit = True
     try:
@@ -369,7 +364,7 @@ def test_migration_019_recounts_participants_as_contacts(empty_db_url):
             assert_counters_right(cur)
             cur.execute("SELECT DISTINCT updated_at FROM conversations")
             assert cur.fetchall() == [(dt.datetime(2020, 1, 1, tzinfo=UTC),)]
-        migrate_lib.rollback(empty_db_url, count=len(since_019), echo=lambda _: None)
+        migrate_before(empty_db_url, "019")
         with conn.cursor() as cur:  # rolled back: rows counted again, as 016's triggers do
             assert counters(cur)[ids["conversation_id"]][1:] == (1, 2)
     finally:

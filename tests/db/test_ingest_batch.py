@@ -14,7 +14,7 @@ from convdb.ingest import ingest_messages, parse_message, writer
 from convdb.queue.worker import WorkerConfig, run
 from convdb.testing import query
 
-from ..support import ACTUAL, STORED, example, sms_events, status_counts
+from ..support import ACTUAL, STORED, example, migrate_before, sms_events, status_counts
 
 
 def fill(url: str, payloads: list) -> None:
@@ -199,8 +199,7 @@ def test_new_code_on_the_schema_before_019_leaves_the_counting_to_its_triggers(d
     participants, not contacts; this code counts nothing itself. Migrating
     again recounts participants as distinct contacts."""
     messages = mixed_messages()
-    since_019 = [n for n in migrate_lib.CORE.modules() if n >= "019"]
-    migrate_lib.rollback(db_url, count=len(since_019), echo=lambda _: None)
+    migrate_before(db_url, "019")
     assert query(db_url, "SELECT to_regproc('convdb_messages_inserted_v4')") == [(None,)]
     ingest_in_batches(db_url, messages, 25)
     rows_counted = ACTUAL.replace("count(DISTINCT contact_id)", "count(*)")
