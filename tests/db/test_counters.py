@@ -369,3 +369,50 @@ def test_migration_019_recounts_participants_as_contacts(empty_db_url):
             assert counters(cur)[ids["conversation_id"]][1:] == (1, 2)
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        # contact 2 takes part already; contact 1 joins under two roles at once
+        (
+            "INSERT INTO conversation_participants VALUES (1, 1, 'contact')",
+            "INSERT INTO conversation_participants VALUES (1, 1, 'customer')",
+            2,
+        ),
+        # contact 2 joins as customer while its contact row is deleted
+        (
+            "INSERT INTO conversation_participants VALUES (1, 2, 'customer')",
+            "DELETE FROM conversation_participants WHERE role = 'contact'",
+            1,
+        ),
+    ],
+)
+def test_racing_participant_changes_are_counted_once(world, db_url, first, second, expected):
+    """The second transaction waits for the first one's lock on the
+    conversation, then recounts with the first one's rows in view: each
+    contact counted once, none lost."""
+    with world.cursor() as cur:
+        cur.execute("INSERT INTO conversation_participants VALUES (1, 2, 'contact')")
+    one, two = psycopg2.connect(db_url), psycopg2.connect(db_url)
+    try:
+        one.cursor().execute(first)  # holds its transaction open
+        done = threading.Event()
+
+        def run_second() -> None:
+            with two, two.cursor() as cur:
+                cur.execute(second)
+            done.set()
+
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        assert not done.wait(0.5)  # blocked behind the first transaction
+        one.commit()
+        thread.join(timeout=10)
+        assert done.is_set()
+    finally:
+        one.close()
+        two.close()
+    with world.cursor() as cur:
+        assert_counters_right(cur)
+        assert counters(cur)[1][2] == expected
