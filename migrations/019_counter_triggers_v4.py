@@ -16,9 +16,9 @@ ingestion code alike (it no longer counts anything itself).
   count right and writes nothing. Whatever the order, the participants'
   trigger has the last word on ``participant_count``.
 - ``convdb_participants_changed_v4``: ``participant_count`` is the number of
-  distinct contacts among a conversation's participants (the seed's
-  ``count(distinct contact_id)``): one contact listed both as ``customer``
-  and as ``contact`` counts once. After any INSERT, DELETE or UPDATE it
+  distinct contacts among a conversation's participants
+  (``count(distinct contact_id)``, as the data model specifies): one contact
+  listed both as ``customer`` and as ``contact`` counts once. After any INSERT, DELETE or UPDATE it
   recounts the touched conversations through the primary key
   ``(conversation_id, contact_id, role)``, and writes only the counts that
   changed. A recount, unlike adding and subtracting rows, stays right when

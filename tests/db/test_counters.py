@@ -156,9 +156,10 @@ def test_a_second_role_leaves_the_conversation_alone(world):
         assert counters(cur)[1] == (None, 0, 1)
 
 
-# The sample inserts of the seed's data model ("Sample Inserts (US2)"),
-# verbatim: one contact takes part as 'contact' and as 'customer'.
-SEED_SAMPLE = """
+# The sample inserts of the original data model specification ("Sample
+# Inserts (US2)"), verbatim: one contact takes part as 'contact' and as
+# 'customer'.
+DATA_MODEL_SAMPLE = """
 -- Customer
 INSERT INTO customers(name) VALUES ('Acme, Inc.') RETURNING id; -- => :customer_id
 
@@ -201,9 +202,9 @@ def run_sample(cur, sample: str) -> dict[str, int]:
     return variables
 
 
-def test_the_seed_sample_counts_one_participant(conn):
+def test_the_data_model_sample_counts_one_participant(conn):
     with conn.cursor() as cur:
-        ids = run_sample(cur, SEED_SAMPLE)
+        ids = run_sample(cur, DATA_MODEL_SAMPLE)
         assert set(ids) == {"customer_id", "contact_id", "conversation_id", "provider_id"}
         cur.execute(
             "SELECT message_count, participant_count FROM conversation_overview "
@@ -346,14 +347,14 @@ def test_migration_backfills_existing_rows(empty_db_url):
 
 
 def test_migration_019_recounts_participants_as_contacts(empty_db_url):
-    """A database that counted participant rows before 019 (the seed sample
-    counted 2) counts distinct contacts after it, updated_at unchanged."""
+    """A database that counted participant rows before 019 (the data model's
+    sample counted 2) counts distinct contacts after it, updated_at unchanged."""
     migrate_before(empty_db_url, "019")
     conn = psycopg2.connect(empty_db_url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            ids = run_sample(cur, SEED_SAMPLE)
+            ids = run_sample(cur, DATA_MODEL_SAMPLE)
             cur.execute("SET session_replication_role = replica")  # no updated_at trigger
             cur.execute("UPDATE conversations SET updated_at = '2020-01-01Z'")
             cur.execute("RESET session_replication_role")
