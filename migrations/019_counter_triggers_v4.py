@@ -44,7 +44,15 @@ triggers back to 016's ``_v3`` functions and restores the row counts.
 
 from convdb.sqlutil import run_sql
 
-CONVDB_MESSAGES_INSERTED_V4 = """
+# Shared by both functions: lock the conversations ``ids`` in id order, but
+# for those whose current version this transaction wrote.
+_LOCK = """\
+    PERFORM 1 FROM conversations c
+     WHERE c.id = ANY(ids) AND c.xmin <> xid(pg_current_xact_id())
+     ORDER BY c.id
+       FOR NO KEY UPDATE;"""
+
+CONVDB_MESSAGES_INSERTED_V4 = f"""
 CREATE OR REPLACE FUNCTION convdb_messages_inserted_v4() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -64,10 +72,7 @@ BEGIN
     IF ids IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM 1 FROM conversations c
-     WHERE c.id = ANY(ids) AND c.xmin <> xid(pg_current_xact_id())
-     ORDER BY c.id
-       FOR NO KEY UPDATE;
+{_LOCK}
     UPDATE conversations c
        SET message_count = c.message_count + d.n,
            last_message_at = GREATEST(c.last_message_at, d.last_sent_at),
@@ -84,7 +89,7 @@ END
 $$
 """
 
-CONVDB_PARTICIPANTS_CHANGED_V4 = """
+CONVDB_PARTICIPANTS_CHANGED_V4 = f"""
 CREATE OR REPLACE FUNCTION convdb_participants_changed_v4() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -105,10 +110,7 @@ BEGIN
     IF cardinality(ids) = 0 THEN
         RETURN NULL;
     END IF;
-    PERFORM 1 FROM conversations c
-     WHERE c.id = ANY(ids) AND c.xmin <> xid(pg_current_xact_id())
-     ORDER BY c.id
-       FOR NO KEY UPDATE;
+{_LOCK}
     UPDATE conversations c
        SET participant_count = d.n
       FROM (SELECT u.id, count(DISTINCT p.contact_id) AS n
