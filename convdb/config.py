@@ -11,6 +11,11 @@ Variables (all listed in ``.env.example``):
 ``CONVDB_PHONE_REGION``
     Region used to read phone numbers written without a country code
     (default ``US``).
+``CONVDB_MAX_PAYLOAD_BYTES``, ``CONVDB_MAX_PAYLOAD_DEPTH``,
+``CONVDB_MAX_KEY_LENGTH``, ``CONVDB_MAX_EVENT_TYPE_LENGTH``
+    Limits on queued events (:mod:`convdb.queue.limits`): payload size in
+    bytes of UTF-8 JSON (default 1 MiB), nesting depth (64), idempotency key
+    and event type length in characters (512, 128).
 
 Real environment variables win over ``.env``; ``.env`` never overrides them.
 """
@@ -28,6 +33,15 @@ from .exceptions import ConfigError
 
 DEFAULT_DATA_DIR = ".convdb"
 DEFAULT_PHONE_REGION = "US"
+# name: (default, lowest, highest). A key of 600 characters (at most 2,400
+# bytes) still fits the unique index; the JSON parser recurses once per
+# level, so depth stays far below Python's recursion limit.
+INT_SETTINGS = {
+    "CONVDB_MAX_PAYLOAD_BYTES": (1_048_576, 1_024, 268_435_455),
+    "CONVDB_MAX_PAYLOAD_DEPTH": (64, 2, 500),
+    "CONVDB_MAX_KEY_LENGTH": (512, 16, 600),
+    "CONVDB_MAX_EVENT_TYPE_LENGTH": (128, 16, 1_000),
+}
 _SCHEMES = ("postgresql", "postgres")
 
 
@@ -36,6 +50,10 @@ class Settings:
     database_url: str | None
     data_dir: Path
     phone_region: str
+    max_payload_bytes: int = INT_SETTINGS["CONVDB_MAX_PAYLOAD_BYTES"][0]
+    max_payload_depth: int = INT_SETTINGS["CONVDB_MAX_PAYLOAD_DEPTH"][0]
+    max_key_length: int = INT_SETTINGS["CONVDB_MAX_KEY_LENGTH"][0]
+    max_event_type_length: int = INT_SETTINGS["CONVDB_MAX_EVENT_TYPE_LENGTH"][0]
 
 
 def _environ(env_file: Path | None) -> dict[str, str]:
@@ -58,7 +76,27 @@ def load_settings(env_file: Path | None = None) -> Settings:
         database_url=url,
         data_dir=Path(env.get("CONVDB_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve(),
         phone_region=region,
+        max_payload_bytes=_int_setting(env, "CONVDB_MAX_PAYLOAD_BYTES"),
+        max_payload_depth=_int_setting(env, "CONVDB_MAX_PAYLOAD_DEPTH"),
+        max_key_length=_int_setting(env, "CONVDB_MAX_KEY_LENGTH"),
+        max_event_type_length=_int_setting(env, "CONVDB_MAX_EVENT_TYPE_LENGTH"),
     )
+
+
+def _int_setting(env: dict[str, str], name: str) -> int:
+    default, low, high = INT_SETTINGS[name]
+    text = (env.get(name) or "").strip().replace("_", "")
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(
+            f"{name} must be a whole number from {low:,} to {high:,}, got {env[name][:40]!r}"
+        )
+    return value
 
 
 def mask_url(url: str) -> str:
