@@ -104,6 +104,25 @@ def sms_events(n: int, *, customers: int = 10, contacts: int = 100, prefix: str 
     return payloads
 
 
+def fill(url: str, payloads: list, event_type: str = "message.received", keys=None) -> None:
+    """Enqueue ``payloads`` on the database at ``url`` (the API, one transaction)."""
+    from convdb.db import open_database
+    from convdb.queue import enqueue_many
+
+    database = open_database(url)
+    try:
+        enqueue_many(event_type, payloads, idempotency_keys=keys, db=database)
+    finally:
+        database.close()
+
+
+def messages_by_provider_id(url: str) -> tuple[int, int]:
+    """(messages, distinct provider message ids)."""
+    return tuple(
+        query(url, "SELECT count(*), count(DISTINCT provider_message_id) FROM messages")[0]
+    )
+
+
 def status_counts(url: str) -> dict[str, int]:
     return dict(query(url, "SELECT status, count(*) FROM inbound_events GROUP BY 1"))
 

@@ -164,11 +164,11 @@ def test_a_constraint_error_in_the_batch_fails_only_its_event(db_url):
     )
     fill(db_url, sms_events(25))
     drain(db_url)
-    assert status_counts(db_url) == {"done": 24, "pending": 1}
+    assert status_counts(db_url) == {"done": 24, "dead": 1}  # permanent: dead at once
     (row,) = query(
         db_url,
         "SELECT payload->>'message_id', attempts, last_error FROM inbound_events "
-        "WHERE status = 'pending'",
+        "WHERE status = 'dead'",
     )
     assert row[:2] == ("m-7", 1) and "test_refuse" in row[2]
     assert query(db_url, "SELECT count(*) FROM messages") == [(24,)]
@@ -222,9 +222,10 @@ def test_a_clean_batch_takes_the_set_based_path_and_a_failing_one_falls_back(db_
     calls = {"one": 0, "batch": []}
     config = WorkerConfig(burst=True, progress_interval=0, batch_size=50, backoff_base=100)
     counters = run(db_url, **counting_handlers(calls), config=config, echo=lambda _: None)
-    # The batch was tried whole once, rolled back, then redone event by event.
-    assert calls == {"one": 10, "batch": [10]}
-    assert (counters.done, counters.retried) == (9, 1)
+    # The batch was tried whole once, rolled back, then split in groups of
+    # isqrt(10) = 3: the group holding the bad event went one event at a time.
+    assert calls == {"one": 4, "batch": [10, 3, 3, 3]}
+    assert (counters.done, counters.dead, counters.retried) == (9, 1, 0)
     assert query(db_url, "SELECT count(*) FROM messages") == [(129,)]
 
 

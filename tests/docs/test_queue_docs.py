@@ -1,4 +1,7 @@
-"""The README's Queue section stays true to the code: commands and payload fields."""
+"""docs/queue.md stays true to the code: commands, options, payload fields, settings.
+
+The README keeps a short pointer to it.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,14 @@ import re
 
 import pytest
 
+from convdb.config import INT_SETTINGS
+
 from ..support import EXAMPLE, REPO, run_cli
 
+PAGE = (REPO / "docs" / "queue.md").read_text(encoding="utf-8")
 README = (REPO / "README.md").read_text(encoding="utf-8")
-SECTION = README[README.index("## Queue") :]
-SECTION = SECTION[: SECTION.index("\n## ", 5)] if "\n## " in SECTION[5:] else SECTION
 COMMANDS = sorted(
-    set(re.findall(r"convdb (enqueue|queue-worker|queue (?:stats|retry-dead|purge))", SECTION))
+    set(re.findall(r"convdb (enqueue|queue-worker|queue (?:stats|retry-dead|purge))", PAGE))
 )
 
 
@@ -23,7 +27,7 @@ def test_documented_command_exists(command):
 
 
 def test_every_documented_option_exists():
-    documented = set(re.findall(r"`(--[a-z-]+)", SECTION))
+    documented = set(re.findall(r"`(--[a-z-]+)", PAGE))
     helps = "".join(run_cli("convdb", *c.split(), "--help", check=True).stdout for c in COMMANDS)
     assert documented and {o for o in documented if o not in helps} == set()
 
@@ -31,4 +35,17 @@ def test_every_documented_option_exists():
 def test_every_payload_field_is_documented():
     assert len(COMMANDS) == 5
     for field in EXAMPLE:
-        assert f"`{field}" in SECTION, field
+        assert f"`{field}" in PAGE, field
+
+
+def test_every_limit_setting_is_documented():
+    env_example = (REPO / ".env.example").read_text(encoding="utf-8")
+    for name, (default, low, high) in INT_SETTINGS.items():
+        assert f"`{name}` | {default:,}" in PAGE, name
+        assert f"{low:,} to {high:,}" in PAGE, name
+        assert f"# {name}={default}" in env_example, name
+
+
+def test_the_readme_points_to_the_page():
+    section = README[README.index("## Queue") :]
+    assert "(docs/queue.md)" in section[: section.index("\n## ", 5)]
