@@ -3,7 +3,7 @@
 :class:`Dispatcher` is what each worker thread of :mod:`convdb.queue.worker`
 hands a claimed batch to. The fast path runs the whole batch in one
 transaction; when it fails, the batch is split (around the event whose
-handler raised, else in about sqrt(n) groups) and each part is processed
+handler raised, else in halves) and each part is processed
 the same way, down to single events, each run in a savepoint and its
 failure classified (:func:`~convdb.queue.manager.is_transient`): ``dead``
 at once when permanent, ``pending`` with backoff when transient. Whatever
@@ -12,7 +12,6 @@ a handler raises, ``BaseException`` included, fails its own event only.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -117,7 +116,7 @@ class Dispatcher:
         refused by a batch handler) become ``dead``. Returns ``[]`` when the
         batch is finished. When anything failed, the transaction was rolled
         back and the batch comes back split for the caller to process: around
-        the event whose handler raised, else in about sqrt(n) groups. Their handlers then
+        the event whose handler raised, else in halves. Their handlers then
         run again, on a database that has none of the first run's writes.
         """
         in_hand = None
@@ -148,7 +147,7 @@ class Dispatcher:
         except BaseException as exc:
             if is_connection_error(exc) and sqlstate(exc) not in RETRY_AT_ONCE_SQLSTATES:
                 if isinstance(in_hand, list):
-                    manager.reset_connection()  # which event broke it? find out in groups
+                    manager.reset_connection()  # which event broke it? find out by halves
                     return _split(events, None)
                 if not manager.db.is_closed():
                     self.echo(f"convdb queue-worker: batch failed: {describe(exc)}")
@@ -269,17 +268,16 @@ def _split(events: list, culprit) -> list[list]:
     """``events`` in smaller groups, in order, after their batch failed.
 
     Around ``culprit`` (an event whose handler raised) when it is known: the
-    events before it, it alone, the events after it. Otherwise in about
-    sqrt(n) groups of about sqrt(n) events: a bad event then costs its batch
-    one failed attempt plus a few small groups, where halving would fail
-    ever smaller halves about log2(n) times over.
+    events before it, it alone, the events after it. Otherwise in halves
+    (bisection): a half without a bad event commits whole, and groups stay
+    big, since a set-based batch pays its fixed statements whatever its size.
     """
     if culprit is not None and not isinstance(culprit, list) and culprit in events:
         i = events.index(culprit)
         parts = [events[:i], [culprit], events[i + 1 :]]
     else:
-        size = math.isqrt(len(events))  # below len(events) from 2 events on
-        parts = [events[i : i + size] for i in range(0, len(events), size)]
+        middle = len(events) // 2
+        parts = [events[:middle], events[middle:]]
     return [part for part in parts if part]
 
 

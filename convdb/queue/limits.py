@@ -155,7 +155,8 @@ def size_error(size: int, limits: Limits) -> PayloadError:
 
 
 def _check_text(text: str, limits: Limits) -> None:
-    size = len(_utf8(text, "", PayloadError))
+    # ASCII text is its own UTF-8: no copy to count its bytes.
+    size = len(text) if text.isascii() else len(_utf8(text, "", PayloadError))
     if size > limits.payload_bytes:
         raise size_error(size, limits)
     if _NUL_ESCAPE.search(text):

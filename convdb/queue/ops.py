@@ -21,7 +21,7 @@ from .manager import QueueManager, QueueStats
 
 # convdb enqueue: lines stored per statement.
 SLICE_ROWS = 1000
-SLICE_BYTES = 8 * 1024 * 1024
+SLICE_BYTES = 1024 * 1024
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -20,8 +20,8 @@ Each worker thread (``concurrency`` of them, each with its own connection):
    If anything fails (any exception: ``RecursionError`` and ``MemoryError``
    included), the transaction is rolled back and the batch is split: around
    the event whose handler raised (the events before it, the event alone,
-   the events after it), or in about sqrt(n) groups when the culprit is
-   unknown (a batch handler raised). Each part is processed the same way; an event alone
+   the events after it), or in halves when the culprit is unknown (a batch
+   handler raised). Each part is processed the same way; an event alone
    runs in a savepoint and is classified (:func:`~convdb.queue.manager.is_transient`):
    ``dead`` at once when permanent, ``pending`` again with exponential
    backoff and jitter when transient (``dead`` after the last attempt). A

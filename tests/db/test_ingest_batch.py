@@ -222,9 +222,9 @@ def test_a_clean_batch_takes_the_set_based_path_and_a_failing_one_falls_back(db_
     calls = {"one": 0, "batch": []}
     config = WorkerConfig(burst=True, progress_interval=0, batch_size=50, backoff_base=100)
     counters = run(db_url, **counting_handlers(calls), config=config, echo=lambda _: None)
-    # The batch was tried whole once, rolled back, then split in groups of
-    # isqrt(10) = 3: the group holding the bad event went one event at a time.
-    assert calls == {"one": 4, "batch": [10, 3, 3, 3]}
+    # The batch was tried whole once, rolled back, then halved until the bad
+    # event (the 4th) was alone: 5 (fails), 2, 3 (fails), 1, 2 (fails), 1, 1, 5.
+    assert calls == {"one": 3, "batch": [10, 5, 2, 3, 2, 5]}
     assert (counters.done, counters.dead, counters.retried) == (9, 1, 0)
     assert query(db_url, "SELECT count(*) FROM messages") == [(129,)]
 
