@@ -165,8 +165,7 @@ class Receiver:
         except SecretUnavailable as exc:
             log.error("endpoint %s: %s", label, exc.message)
             return _error(500, "secret_unavailable"), label, "rejected", "secret_unavailable"
-        except Unavailable as exc:
-            log.warning("endpoint %s: answering 503: %s", label, exc.message)
+        except Unavailable:  # logged once per outage by the writer
             return self._unavailable(), label, "rejected", "database_unavailable"
         except ClientDisconnect:
             return _error(400, "client_disconnected"), label, "rejected", "client_disconnected"

@@ -13,6 +13,7 @@ mode).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 
@@ -100,6 +101,9 @@ def run(
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    # uvicorn re-raises the signal that stopped it once it has shut down;
+    # a SIGTERM handler of our own turns that into a normal return (exit 0).
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if workers == 1:
         uvicorn.run("convdb.serve.app:create_app", **options)
         return

@@ -272,7 +272,6 @@ class GroupWriter:
                 _rollback(conn)
                 if is_connection_error(exc):
                     self._lost(exc)
-                    self._down = Unavailable(f"lost the database connection: {exc}")
                     continue  # reopen once and retry: the keys make it exact
                 results = [self._store_one(conn, item) for item in group]
                 break
