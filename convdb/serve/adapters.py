@@ -31,8 +31,8 @@ What the receiver does around :meth:`Adapter.receive`:
 - 404 before any adapter runs when the token names no endpoint; 413 when
   ``Content-Length`` is over :attr:`Adapter.max_body` (or the server's
   limit); 431 on oversized headers.
-- The idempotency key is namespaced by the endpoint, so two endpoints never
-  share keys; a redelivery (same key) is answered 2xx and stored once.
+- The idempotency key is namespaced by the endpoint's provider, so two
+  providers never share keys; a redelivery (same key) is answered 2xx and stored once.
 - A :class:`Delivery` with a ``nonce`` (a one-time value such as Mailgun's
   ``token``) is refused as a replay when the nonce was already used by a
   delivery with another key; the nonce is stored in the same transaction as
@@ -139,8 +139,13 @@ class Endpoint:
 
     @property
     def key_namespace(self) -> str:
-        """Prefix of every idempotency key stored for this endpoint."""
-        return f"hook:{self.id}:"
+        """Prefix of every idempotency key stored through this endpoint.
+
+        The provider's id: every endpoint (URL) of one provider shares it, so a
+        retry that arrives at a rotated URL is still recognised as a duplicate,
+        while two providers never share keys.
+        """
+        return f"hook:{self.provider_id}:"
 
 
 class Rejection(Exception):

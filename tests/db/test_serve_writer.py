@@ -18,8 +18,15 @@ def endpoint_ids(db_url):
     database = convdb_db.open_database(db_url)
     try:
         ids = [
-            endpoints.add(database, "acme", name, kind="sms", adapter="standard",
-                          secret_ref="env:X", known_adapters=["standard"]).id
+            endpoints.add(
+                database,
+                "acme",
+                name,
+                kind="sms",
+                adapter="standard",
+                secret_ref="env:X",
+                known_adapters=["standard"],
+            ).id
             for name in ("one", "two")
         ]
     finally:
@@ -41,8 +48,10 @@ def test_concurrent_rows_share_commits_and_duplicates_are_stored_once(db_url, en
     groups: list[int] = []
     writer = GroupWriter(db_url, on_group=lambda rows, _s: groups.append(rows))
     first = endpoint_ids[0]
-    items = [(first, f"hook:{first}:k{i % 150}", Delivery("message.received", {"i": i}, f"k{i}"))
-             for i in range(300)]
+    items = [
+        (first, f"hook:{first}:k{i % 150}", Delivery("message.received", {"i": i}, f"k{i}"))
+        for i in range(300)
+    ]
     try:
         results = asyncio.run(store_all(writer, items))
     finally:
@@ -51,8 +60,11 @@ def test_concurrent_rows_share_commits_and_duplicates_are_stored_once(db_url, en
     assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 150
     assert sum(groups) == 300 and len(groups) < 300  # rows really were grouped
     # The first of each pair in arrival order is the stored one.
-    assert query(db_url, "SELECT payload->>'i' FROM inbound_events "
-                         "WHERE idempotency_key = %s", (f"hook:{first}:k7",)) == [("7",)]
+    assert query(
+        db_url,
+        "SELECT payload->>'i' FROM inbound_events WHERE idempotency_key = %s",
+        (f"hook:{first}:k7",),
+    ) == [("7",)]
 
 
 def test_a_nonce_is_consumed_with_its_event(db_url, endpoint_ids):
@@ -64,13 +76,22 @@ def test_a_nonce_is_consumed_with_its_event(db_url, endpoint_ids):
 
     try:
         first = asyncio.run(store_all(writer, [(one, f"hook:{one}:a", delivery("a", "n1"))]))
-        later = asyncio.run(store_all(writer, [
-            (one, f"hook:{one}:a", delivery("a", "n1")),   # the same delivery again: a retry
-            (one, f"hook:{one}:b", delivery("b", "n1")),   # another body with a used nonce
-            (two, f"hook:{two}:b", delivery("b", "n1")),   # another endpoint's nonces are its own
-            (one, f"hook:{one}:c", delivery("c", "n2")),
-            (one, f"hook:{one}:d", delivery("d", "n2")),   # a nonce twice in one group
-        ]))
+        later = asyncio.run(
+            store_all(
+                writer,
+                [
+                    (one, f"hook:{one}:a", delivery("a", "n1")),  # the same delivery again: a retry
+                    (one, f"hook:{one}:b", delivery("b", "n1")),  # another body with a used nonce
+                    (
+                        two,
+                        f"hook:{two}:b",
+                        delivery("b", "n1"),
+                    ),  # another endpoint's nonces are its own
+                    (one, f"hook:{one}:c", delivery("c", "n2")),
+                    (one, f"hook:{one}:d", delivery("d", "n2")),  # a nonce twice in one group
+                ],
+            )
+        )
     finally:
         writer.close()
     assert first == ["stored"]

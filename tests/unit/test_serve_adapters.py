@@ -1,4 +1,4 @@
-"""The receiver's pure parts: Standard Webhooks signatures, secrets, settings, URLs, request helpers."""
+"""The receiver's pure parts: Standard Webhooks signatures, secrets, settings, URLs."""
 
 from __future__ import annotations
 
@@ -28,9 +28,17 @@ def request(body: bytes, headers: dict, secret: str, *, subpath: str = "") -> We
             yield body[i : i + 5]
 
     return WebhookRequest(
-        method="POST", path="/hooks/t", subpath=subpath, query="",
-        headers=Headers(headers.items()), url="http://x/hooks/t", client="127.0.0.1",
-        endpoint=ENDPOINT, chunks=chunks, secret=lambda: secret, max_body=1024,
+        method="POST",
+        path="/hooks/t",
+        subpath=subpath,
+        query="",
+        headers=Headers(headers.items()),
+        url="http://x/hooks/t",
+        client="127.0.0.1",
+        endpoint=ENDPOINT,
+        chunks=chunks,
+        secret=lambda: secret,
+        max_body=1024,
         tolerance=300,
     )
 
@@ -92,8 +100,9 @@ def test_timestamps_outside_the_tolerance_are_refused(offset):
 def test_event_type_from_the_path_must_agree_with_the_body():
     secret = generate_secret()
     body = json.dumps({"data": {"x": 1}}).encode()
-    delivery = receive(body, sign(secret, "m", int(time.time()), body), secret,
-                       subpath="/conversation.tagged")
+    delivery = receive(
+        body, sign(secret, "m", int(time.time()), body), secret, subpath="/conversation.tagged"
+    )
     assert delivery.event_type == "conversation.tagged" and delivery.payload == {"x": 1}
     with pytest.raises(Rejection, match="bad_event_type"):
         receive(BODY, sign(secret, "m", int(time.time()), BODY), secret, subpath="/other.type")
@@ -144,14 +153,26 @@ def test_settings_are_checked_with_the_variable_named(monkeypatch, tmp_path):
 
 
 def _scope(client="203.0.113.9", path="/hooks/tok", query=b"a=1", root_path=""):
-    return {"client": (client, 5555), "scheme": "http", "path": path, "query_string": query,
-            "root_path": root_path, "server": ("10.0.0.7", 8000)}
+    return {
+        "client": (client, 5555),
+        "scheme": "http",
+        "path": path,
+        "query_string": query,
+        "root_path": root_path,
+        "server": ("10.0.0.7", 8000),
+    }
 
 
 def test_public_url_and_client_through_a_trusted_proxy_only():
-    forwarded = Headers({"host": "10.0.0.7:8000", "x-forwarded-proto": "https",
-                         "x-forwarded-host": "hooks.example.com", "x-forwarded-port": "443",
-                         "x-forwarded-for": "198.51.100.1, 10.0.0.2"}.items())
+    forwarded = Headers(
+        {
+            "host": "10.0.0.7:8000",
+            "x-forwarded-proto": "https",
+            "x-forwarded-host": "hooks.example.com",
+            "x-forwarded-port": "443",
+            "x-forwarded-for": "198.51.100.1, 10.0.0.2",
+        }.items()
+    )
     plain = ServeSettings()
     proxied = ServeSettings(trusted_proxies=parse_networks("10.0.0.0/8"))
     pinned = ServeSettings(public_url="https://pub.example/convdb")
