@@ -362,7 +362,9 @@ class WebhookRequest:
             else:
                 detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise Rejection.malformed("bad_json", f"the body is not JSON ({detail})") from None
-        if json_depth(doc) > MAX_JSON_DEPTH:
+        # Nesting needs brackets: count them before walking the document.
+        brackets = body.count(b"{") + body.count(b"[")
+        if brackets > MAX_JSON_DEPTH and json_depth(doc) > MAX_JSON_DEPTH:
             raise Rejection.malformed("bad_json", f"JSON nested deeper than {MAX_JSON_DEPTH}")
         return doc
 

@@ -70,8 +70,12 @@ def run(
     *,
     url: str | None = None,
     echo=print,
+    app: str = "convdb.serve.app:create_app",
 ) -> None:
-    """Serve the receiver until SIGTERM; returns normally after a clean shutdown."""
+    """Serve the receiver until SIGTERM; returns normally after a clean shutdown.
+
+    ``app`` names the app factory (the benchmarks serve a variant).
+    """
     import uvicorn
 
     from .registry import load
@@ -105,11 +109,11 @@ def run(
     # a SIGTERM handler of our own turns that into a normal return (exit 0).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if workers == 1:
-        uvicorn.run("convdb.serve.app:create_app", **options)
+        uvicorn.run(app, **options)
         return
     with tempfile.TemporaryDirectory(prefix="convdb-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-        uvicorn.run("convdb.serve.app:create_app", workers=workers, **options)
+        uvicorn.run(app, workers=workers, **options)
 
 
 __all__ = ["check_database", "run"]
