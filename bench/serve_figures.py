@@ -22,6 +22,7 @@ import httpx
 
 from convdb import db as convdb_db
 from convdb.serve import endpoints
+from convdb.serve.server import free_port, serve_command
 from convdb.serve.standard import generate_secret
 
 from . import loadgen
@@ -31,18 +32,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _start(url: str, variant: str, secret: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     if variant == "naive":
         command = [sys.executable, "-m", "bench.serve_naive", "--port", str(port)]
     else:
-        command = [
-            sys.executable,
-            "-c",
-            "from convdb.cli import main; main()",
-            "serve",
-            "--port",
-            str(port),
-        ]
+        command = serve_command(port)
     env = {**os.environ, "DATABASE_URL": url, "CONVDB_BENCH_SECRET": secret}
     proc = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -56,14 +50,6 @@ def _start(url: str, variant: str, secret: str) -> tuple[subprocess.Popen, int]:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"the {variant} receiver did not start")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _endpoint(url: str) -> str:

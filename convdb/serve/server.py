@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import tempfile
 
@@ -39,6 +40,25 @@ LOGGING = {
         "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
     },
 }
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (for demos, tests and benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def serve_command(port: int) -> list[str]:
+    """The command line of ``convdb serve --port PORT`` with this interpreter."""
+    return [
+        sys.executable,
+        "-c",
+        "from convdb.cli import main; main()",
+        "serve",
+        "--port",
+        str(port),
+    ]
 
 
 def check_database(url: str) -> None:
@@ -116,4 +136,4 @@ def run(
         uvicorn.run(app, workers=workers, **options)
 
 
-__all__ = ["check_database", "run"]
+__all__ = ["check_database", "free_port", "run", "serve_command"]
