@@ -12,6 +12,10 @@ Variables (all listed in ``.env.example``):
     Region used to read phone numbers written without a country code
     (default ``US``).
 
+The webhook receiver's variables (``CONVDB_SERVE_*``, ``CONVDB_PUBLIC_URL``,
+``CONVDB_TRUSTED_PROXIES``) are read and validated by
+:mod:`convdb.serve.settings`.
+
 Real environment variables win over ``.env``; ``.env`` never overrides them.
 """
 
@@ -38,7 +42,8 @@ class Settings:
     phone_region: str
 
 
-def _environ(env_file: Path | None) -> dict[str, str]:
+def environ(env_file: Path | None = None) -> dict[str, str]:
+    """The environment as convdb reads it: ``.env`` values, overridden by real variables."""
     values: dict[str, str] = {}
     path = env_file if env_file is not None else Path.cwd() / ".env"
     if path.is_file():
@@ -49,7 +54,7 @@ def _environ(env_file: Path | None) -> dict[str, str]:
 
 def load_settings(env_file: Path | None = None) -> Settings:
     """Read the settings from the environment, then ``.env`` in the working directory."""
-    env = _environ(env_file)
+    env = environ(env_file)
     url = env.get("DATABASE_URL") or None
     if url is not None:
         validate_url(url)

@@ -23,4 +23,5 @@ plugin = Plugin(
         "message.received": "convdb.ingest_batch:handle_batch",
         "message.sent": "convdb.ingest_batch:handle_batch",
     },
+    adapters={"standard": "convdb.serve.standard:StandardWebhooks"},
 )

@@ -13,7 +13,7 @@ import traceback
 import click
 
 from ..exceptions import ConvdbError
-from . import migrate, misc, queue
+from . import migrate, misc, providers, queue, serve
 
 
 class ConvdbGroup(click.Group):
@@ -58,6 +58,8 @@ for command in (
     queue.queue,
     misc.demo,
     misc.embedded_stop,
+    serve.serve,
+    providers.providers,
 ):
     cli.add_command(command)
 
