@@ -30,6 +30,9 @@ test: $(STAMP) ## Run the test suite (TEST_DATABASE_URL, else an embedded Postgr
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmarks at scale (embedded unless DATABASE_URL); table into BENCHMARKS.md
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -q wrk >/dev/null; } \
+		|| echo "make bench: wrk not found; install it (apt-get install wrk, brew install wrk) for the receiver's 64-connection figures; using the Python load generator"
 	$(BIN)/python -m bench --output BENCHMARKS.md
 
 bench-smoke: $(STAMP) ## Every benchmark on tiny sizes (under a minute), so the scripts never rot

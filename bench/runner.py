@@ -23,7 +23,7 @@ import psycopg2
 
 from convdb import migrate as migrate_lib
 
-from . import loader, reads, worker_figures
+from . import loader, reads, serve_figures, worker_figures
 from .loader import Scale
 from .report import Figure, markdown, page_rows, say, table, write
 
@@ -46,6 +46,10 @@ class Sizes:
     worker_load: int  # events ingested through the worker for the worker-loaded pages
     worker_load_budget: float  # seconds that load may take at the measured rate
     warm: int = 2_000  # conversations of the mixed canonical backlogs (bench/events.py)
+    serve_latency: int = 2_000  # webhooks per low-concurrency latency figure
+    serve_seconds: float = 10.0  # each 64-connection load
+    serve_rss_seconds: float = 60.0  # the sustained load of the memory figure
+    smoke_serve: bool = False  # the Python load generator even where wrk is installed
 
 
 FULL = Sizes(
@@ -78,6 +82,10 @@ SMOKE = Sizes(
     worker_load=500,
     worker_load_budget=15,
     warm=20,
+    serve_latency=100,
+    serve_seconds=2.0,
+    serve_rss_seconds=3.0,
+    smoke_serve=True,
 )
 
 
@@ -192,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each")
     parser.add_argument("--output", type=Path, help="write the table to this Markdown file")
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
+    parser.add_argument(
+        "--only", choices=["serve"], help="run only these figures (the webhook receiver's)"
+    )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
     server, data_dir = _open_server(args)
@@ -203,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         version = server.execute("SHOW server_version")[0]
         template = server.create("template")
         migrate_lib.run(server.url(template), echo=lambda _: None)
-        figures = migrate_figures(server, sizes)
-        figures += read_figures(server, template, sizes, notes)
-        figures += worker_figures.queue_figures(server, template, sizes, notes)
+        figures = []
+        if args.only is None:
+            figures += migrate_figures(server, sizes)
+            figures += read_figures(server, template, sizes, notes)
+            figures += worker_figures.queue_figures(server, template, sizes, notes)
+        figures += serve_figures.serve_figures(server, template, sizes, notes)
     finally:
         if not args.keep:
             server.drop_all()

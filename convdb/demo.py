@@ -23,9 +23,7 @@ import importlib.resources
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +37,7 @@ from .queue import ops
 from .queue.worker import WorkerConfig
 from .queue.worker import run as run_worker
 from .serve import endpoints
+from .serve.server import free_port, serve_command
 from .serve.standard import generate_secret, sign
 
 SAMPLE = "samples/webhooks.jsonl"
@@ -79,17 +78,8 @@ def register(url: str) -> tuple[dict[str, str], dict[str, str]]:
 
 def start_server(url: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """``convdb serve`` on a free port; the process and its base URL, once healthy."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-c",
-        "from convdb.cli import main; main()",
-        "serve",
-        "--port",
-        str(port),
-    ]
+    port = free_port()
+    command = serve_command(port)
     proc = subprocess.Popen(
         command,
         env={**os.environ, **env, "DATABASE_URL": url},

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,17 +16,12 @@ import httpx
 
 from convdb import db as convdb_db
 from convdb.serve import endpoints
+from convdb.serve.server import free_port
 from convdb.serve.standard import generate_secret, sign
 
 from .support import BIN, REPO, wait_until
 
 RUNNING = re.compile(r"Uvicorn running on http://[^:]+:(\d+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServeProcess:

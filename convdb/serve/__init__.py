@@ -6,7 +6,8 @@ For adapter authors (a plugin's ``Plugin(adapters={...})``)::
 
 For applications that mount the receiver: :func:`convdb.serve.app.create_app`.
 
-Modules: :mod:`~convdb.serve.adapters` (the interface),
+Modules: :mod:`~convdb.serve.adapters` (the interface, with
+:mod:`~convdb.serve.request` and :mod:`~convdb.serve.rejection`),
 :mod:`~convdb.serve.standard` (Standard Webhooks, the core's adapter),
 :mod:`~convdb.serve.registry`, :mod:`~convdb.serve.endpoints`,
 :mod:`~convdb.serve.secrets`, :mod:`~convdb.serve.writer` (group commit),

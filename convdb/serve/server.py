@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import tempfile
 
@@ -39,6 +40,25 @@ LOGGING = {
         "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
     },
 }
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (for demos, tests and benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def serve_command(port: int) -> list[str]:
+    """The command line of ``convdb serve --port PORT`` with this interpreter."""
+    return [
+        sys.executable,
+        "-c",
+        "from convdb.cli import main; main()",
+        "serve",
+        "--port",
+        str(port),
+    ]
 
 
 def check_database(url: str) -> None:
@@ -70,8 +90,12 @@ def run(
     *,
     url: str | None = None,
     echo=print,
+    app: str = "convdb.serve.app:create_app",
 ) -> None:
-    """Serve the receiver until SIGTERM; returns normally after a clean shutdown."""
+    """Serve the receiver until SIGTERM; returns normally after a clean shutdown.
+
+    ``app`` names the app factory (the benchmarks serve a variant).
+    """
     import uvicorn
 
     from .registry import load
@@ -105,11 +129,11 @@ def run(
     # a SIGTERM handler of our own turns that into a normal return (exit 0).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if workers == 1:
-        uvicorn.run("convdb.serve.app:create_app", **options)
+        uvicorn.run(app, **options)
         return
     with tempfile.TemporaryDirectory(prefix="convdb-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-        uvicorn.run("convdb.serve.app:create_app", workers=workers, **options)
+        uvicorn.run(app, workers=workers, **options)
 
 
-__all__ = ["check_database", "run"]
+__all__ = ["check_database", "free_port", "run", "serve_command"]

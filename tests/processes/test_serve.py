@@ -261,35 +261,14 @@ def test_providers_cli_prints_the_path_last_and_never_stores_the_token(db_url):
     ) == [("Globex", "email", "env:GLOBEX_SECRET")]
     listed = run_cli("convdb", "providers", "list", env=env, check=True).stdout
     assert "globex" in listed and token not in listed and f"/hooks/{token[:6]}..." in listed
-    typo = run_cli(
-        "convdb",
-        "providers",
-        "add",
-        "globex",
-        "m2",
-        "--kind",
-        "email",
-        "--adapter",
-        "standrad",
-        "--secret-ref",
-        "env:X",
-        env=env,
-    )
+
+    def add(name: str, adapter: str, ref: str):
+        args = ["globex", name, "--kind", "email", "--adapter", adapter, "--secret-ref", ref]
+        return run_cli("convdb", "providers", "add", *args, env=env)
+
+    typo = add("m2", "standrad", "env:X")
     assert typo.returncode == 1 and "no webhook adapter named 'standrad'" in typo.stderr
-    bad_ref = run_cli(
-        "convdb",
-        "providers",
-        "add",
-        "globex",
-        "m2",
-        "--kind",
-        "email",
-        "--adapter",
-        "standard",
-        "--secret-ref",
-        "whsec_abc",
-        env=env,
-    )
+    bad_ref = add("m2", "standard", "whsec_abc")
     assert bad_ref.returncode == 1 and "must start with env: or file:" in bad_ref.stderr
     assert "whsec_abc" not in bad_ref.stderr[bad_ref.stderr.index("must") :]
     removed = run_cli("convdb", "providers", "remove", "globex", "mailer", env=env, check=True)
