@@ -210,14 +210,15 @@ class _LocalWriter(AttachmentWriter):
         self._file.write(data)
 
     def commit(self) -> StoredAttachment:
-        self._file.flush()
-        os.fsync(self._file.fileno())  # the bytes are on disk before the event says so
-        self._file.close()
         digest = self._hash.hexdigest()
         final = self._store.path_of(digest)
-        if final.exists():
-            self._path.unlink(missing_ok=True)  # stored once: the same bytes are already there
+        if final.exists():  # stored once: the same bytes are already there, durably
+            self._file.close()
+            self._path.unlink(missing_ok=True)
         else:
+            self._file.flush()
+            os.fsync(self._file.fileno())  # the bytes are on disk before the event says so
+            self._file.close()
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._path, final)
             _fsync_dir(final.parent)

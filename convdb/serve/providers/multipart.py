@@ -21,7 +21,7 @@ import email.message
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ...attachments import AttachmentTooLarge, AttachmentWriter, Staging
 from ..adapters import Rejection, WebhookRequest, parse_content_type
@@ -106,15 +106,12 @@ class _Parts:
         self._value_buf.clear()
 
     def headers_finished(self) -> None:
-        headers = {name: _header_text(value) for name, value in self._headers}
-        disposition = email.message.Message()
-        disposition["content-disposition"] = headers.get(b"content-disposition", "")
-        name = disposition.get_param("name", header="content-disposition")
-        if not isinstance(name, str) or not name:
+        headers = dict(self._headers)
+        name, filename = _disposition(headers.get(b"content-disposition", b""))
+        if not name:
             raise Rejection.malformed("bad_form", "a form part has no name")
         self._field = name[:200]
-        media, params = parse_content_type(headers.get(b"content-type", ""))
-        filename = disposition.get_filename()
+        media, params = parse_content_type(_header_text(headers.get(b"content-type", b"")))
         if filename is not None:
             self._writer = self.staging.begin(media or None, filename)
             self.form.files.append((self._field, self._writer))
@@ -140,6 +137,23 @@ class _Parts:
 
     def end(self) -> None:
         self.ended = True
+
+
+def _disposition(value: bytes) -> tuple[str | None, str | None]:
+    """``(name, filename)`` of a ``Content-Disposition`` value (UTF-8, else Latin-1);
+    RFC 2231 forms (``filename*=UTF-8''...``) are decoded by the email package, the
+    rest by python-multipart's faster parser."""
+    if b"*=" in value:
+        message = email.message.Message()
+        message["content-disposition"] = _header_text(value)
+        name = message.get_param("name", header="content-disposition")
+        return (name if isinstance(name, str) else None), message.get_filename()
+    _, params = parse_options_header(value)
+    name, filename = params.get(b"name"), params.get(b"filename")
+    return (
+        _header_text(name) if name is not None else None,
+        _header_text(filename) if filename is not None else None,
+    )
 
 
 def _header_text(value: bytes) -> str:

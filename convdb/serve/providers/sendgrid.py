@@ -68,15 +68,11 @@ def _json_field(form: Form, name: str) -> dict:
 
 
 def header_items(block: str) -> list[tuple[str, str]]:
-    """``(name, value)`` pairs of a raw header block, unfolded, RFC 2047 words decoded."""
-    parsed = email.parser.HeaderParser(policy=email.policy.default).parsestr(block[:1_000_000])
-    items = []
-    for name, value in parsed.items()[:1000]:
-        try:
-            items.append((name, str(value)))
-        except Exception:  # an undecodable header is skipped, not fatal
-            continue
-    return items
+    """``(name, value)`` pairs of a raw header block, unfolded. Values stay as sent
+    (encoded words too): only ids and dates are read from them, and SendGrid gives
+    the decoded ``from``, ``to``, ``cc`` and ``subject`` as fields of their own."""
+    parsed = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(block[:1_000_000])
+    return [(name, " ".join(str(value).split())) for name, value in parsed.items()[:1000]]
 
 
 class SendGrid(Adapter):
