@@ -16,7 +16,8 @@ import hmac
 import re
 from collections.abc import Iterable
 
-from ..adapters import MAX_KEY_LENGTH, Rejection, WebhookRequest
+from ...attachments import Staging, get_store, load_attachment_settings
+from ..adapters import MAX_KEY_LENGTH, Adapter, Rejection, WebhookRequest
 from ..secrets import NO_SECRET
 
 MAX_RECIPIENTS = 100
@@ -165,6 +166,19 @@ def check_basic_auth(request: WebhookRequest, *, allow_token_only: bool = False)
         raise Rejection.unauthorized("bad_credentials", "basic auth credentials do not match")
 
 
+class EmailAdapter(Adapter):
+    """Base of the adapters whose requests carry attachment bytes (email providers):
+    their body limit is ``CONVDB_ATTACHMENT_MAX_MESSAGE``, read when the adapter is
+    created, and :meth:`staging` collects a request's files in the store."""
+
+    def __init__(self) -> None:
+        self.settings = load_attachment_settings()
+        self.max_body = self.settings.max_message
+
+    def staging(self) -> Staging:
+        return Staging(get_store(self.settings))
+
+
 def key_or_digest(value: str | None, fallback: str) -> str:
     """``value`` if it is a usable idempotency key, else ``fallback``."""
     usable = value and len(value) <= MAX_KEY_LENGTH and value.isascii() and value.isprintable()
@@ -172,6 +186,7 @@ def key_or_digest(value: str | None, fallback: str) -> str:
 
 
 __all__ = [
+    "EmailAdapter",
     "addresses",
     "canonical",
     "check_basic_auth",

@@ -27,9 +27,10 @@ import hashlib
 import hmac
 import json
 
-from ...attachments import Staging, get_store, load_attachment_settings
-from ..adapters import Adapter, Delivery, Rejection, WebhookRequest
+from ...attachments import Staging
+from ..adapters import Delivery, Rejection, WebhookRequest
 from .common import (
+    EmailAdapter,
     addresses,
     canonical,
     clean_text,
@@ -52,19 +53,15 @@ def signature(key: str, timestamp: str, token: str) -> str:
     return hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
 
 
-class Mailgun(Adapter):
+class Mailgun(EmailAdapter):
     """Mailgun routes (form-encoded or multipart), signed with the webhook signing key."""
 
     name = "mailgun"
     description = "Mailgun routes: inbound email (form or multipart), HMAC-SHA256 signature"
     malformed_status = 406
 
-    def __init__(self) -> None:
-        self.settings = load_attachment_settings()
-        self.max_body = self.settings.max_message
-
     async def receive(self, request: WebhookRequest) -> Delivery:
-        with Staging(get_store(self.settings)) as staging:
+        with self.staging() as staging:
             form = await self._form(request, staging)
             token = self._verify(request, form)
             headers = self._headers(form)

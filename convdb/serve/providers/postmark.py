@@ -22,9 +22,10 @@ import asyncio
 import base64
 import binascii
 
-from ...attachments import AttachmentTooLarge, Staging, get_store, load_attachment_settings
-from ..adapters import Adapter, Delivery, Rejection, WebhookRequest
+from ...attachments import AttachmentTooLarge, Staging
+from ..adapters import Delivery, Rejection, WebhookRequest
 from .common import (
+    EmailAdapter,
     addresses,
     canonical,
     check_basic_auth,
@@ -59,16 +60,12 @@ def _full(values) -> list[str]:
     return [a for a in (_address(v) for v in values[:200]) if a]
 
 
-class Postmark(Adapter):
+class Postmark(EmailAdapter):
     """Postmark inbound (JSON), basic auth."""
 
     name = "postmark"
     description = "Postmark inbound email (JSON), basic auth; 403 stops its retries"
     malformed_status = 403
-
-    def __init__(self) -> None:
-        self.settings = load_attachment_settings()
-        self.max_body = self.settings.max_message
 
     async def receive(self, request: WebhookRequest) -> Delivery:
         check_basic_auth(request)
@@ -101,7 +98,7 @@ class Postmark(Adapter):
         to = recipients(_text(doc, "OriginalRecipient"), others)
         if not to:
             raise Rejection.malformed("bad_body", "no recipient address")
-        with Staging(get_store(self.settings)) as staging:
+        with self.staging() as staging:
             files = await asyncio.to_thread(self._attachments, doc.get("Attachments"), staging)
             payload = canonical(
                 request,

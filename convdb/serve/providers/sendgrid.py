@@ -33,11 +33,10 @@ from ...attachments import (
     StoredAttachment,
     clean_name,
     clean_type,
-    get_store,
-    load_attachment_settings,
 )
-from ..adapters import Adapter, Delivery, Rejection, WebhookRequest
+from ..adapters import Delivery, Rejection, WebhookRequest
 from .common import (
+    EmailAdapter,
     addresses,
     canonical,
     check_basic_auth,
@@ -75,20 +74,16 @@ def header_items(block: str) -> list[tuple[str, str]]:
     return [(name, " ".join(str(value).split())) for name, value in parsed.items()[:1000]]
 
 
-class SendGrid(Adapter):
+class SendGrid(EmailAdapter):
     """SendGrid Inbound Parse (multipart), basic auth or the path token alone."""
 
     name = "sendgrid"
     description = "SendGrid Inbound Parse: inbound email (multipart), basic auth or path token"
     needs_secret = False
 
-    def __init__(self) -> None:
-        self.settings = load_attachment_settings()
-        self.max_body = self.settings.max_message
-
     async def receive(self, request: WebhookRequest) -> Delivery:
         check_basic_auth(request, allow_token_only=True)
-        with Staging(get_store(self.settings)) as staging:
+        with self.staging() as staging:
             form = await read_form(request, staging, max_field=self.max_body)
             charsets = _json_field(form, "charsets")
             texts = {
