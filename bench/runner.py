@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import psycopg2
 
 from convdb import migrate as migrate_lib
 
-from . import loader, reads, serve_figures, worker_figures
+from . import loader, provider_figures, reads, serve_figures, worker_figures
 from .loader import Scale
 from .report import Figure, markdown, page_rows, say, table, write
 
@@ -201,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="write the table to this Markdown file")
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument(
-        "--only", choices=["serve"], help="run only these figures (the webhook receiver's)"
+        "--only",
+        choices=["serve", "providers"],
+        help="run only these figures (the webhook receiver's, or its provider adapters')",
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -219,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             figures += migrate_figures(server, sizes)
             figures += read_figures(server, template, sizes, notes)
             figures += worker_figures.queue_figures(server, template, sizes, notes)
-        figures += serve_figures.serve_figures(server, template, sizes, notes)
+        if args.only != "providers":
+            figures += serve_figures.serve_figures(server, template, sizes, notes)
+        with tempfile.TemporaryDirectory(prefix="convdb-bench-attachments-") as store:
+            figures += provider_figures.provider_figures(
+                server, template, sizes, notes, Path(store)
+            )
     finally:
         if not args.keep:
             server.drop_all()

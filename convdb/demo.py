@@ -7,7 +7,9 @@
 4. POST the shipped sample (``convdb/samples/webhooks.jsonl``: email and
    SMS/MMS for three customers, a webhook delivered twice, a message
    redelivered with another receipt time, and one bad event) signed as a
-   sender would, then one forged delivery, and show what each got;
+   sender would, then one forged delivery, and show what each got; then one
+   real-shaped webhook per provider adapter (Twilio, SendGrid, Mailgun,
+   Postmark: :mod:`convdb.demo_providers`) and a forged Twilio one;
 5. stop the server (SIGTERM), drain the queue with the worker in burst mode,
    and print the queue statistics and the conversation overview.
 
@@ -29,6 +31,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from . import demo_providers
 from . import migrate as migrate_lib
 from .cli.render import format_table, queue_stats_text
 from .db import closing, connect, resolve_url
@@ -162,10 +165,12 @@ def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
     url = url or resolve_url()
     migrate_lib.run(url, echo=echo)
     paths, env = register(url)
-    proc, base = start_server(url, env)
+    provider_paths, provider_env, provider_secrets = demo_providers.register(url)
+    proc, base = start_server(url, {**env, **provider_env})
     try:
         echo(f"demo: convdb serve on {base}, one endpoint per customer (Standard Webhooks)")
         rows = deliver(base, paths, env)
+        provider_rows = demo_providers.deliver(base, provider_paths, provider_secrets, post)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -176,6 +181,9 @@ def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
         f"{sum(r[4].find('duplicate') > 0 for r in rows)} duplicate (2xx, stored once), "
         f"{sum(code >= 400 for code in answered)} refused; server stopped (exit {proc.returncode})"
     )
+    echo("")
+    echo("provider adapters: one webhook each, as the provider sends it (signed or basic auth)")
+    echo(format_table(["provider", "customer", "message id", "HTTP", "answer"], provider_rows))
     counters = run_worker(url, config=WorkerConfig(burst=True, progress_interval=0))
     echo(
         f"demo: worker drained the queue: {counters.done} done, {counters.retried} retried, "

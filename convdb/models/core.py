@@ -165,6 +165,7 @@ class Attachment(BaseModel):
     id = BigIdentityField()
     url = peewee.ForeignKeyField(AttachmentUrl, backref="attachments")
     content_type = peewee.TextField(null=True)
+    size = peewee.BigIntegerField(null=True)  # bytes, when convdb stored them (migration 021)
     created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
 
     class Meta:

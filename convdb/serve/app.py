@@ -151,6 +151,7 @@ class Receiver:
             secret=lambda: _secret(endpoint.secret_ref),
             max_body=limit,
             tolerance=settings.tolerance,
+            reader=self.reader.run,
         )
         try:
             if length is not None and int(length) > limit:

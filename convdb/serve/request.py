@@ -132,6 +132,7 @@ class WebhookRequest:
         secret: Callable[[], str],
         max_body: int,
         tolerance: float,
+        reader: Callable[..., Any] | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -146,6 +147,7 @@ class WebhookRequest:
         self.content_type, self.content_params = parse_content_type(headers.get("content-type", ""))
         self._chunks = chunks
         self._secret = secret
+        self._reader = reader
         self._consumed = False
         self._body: bytes | None = None
 
@@ -165,6 +167,17 @@ class WebhookRequest:
         answers 500 and logs which reference failed, never a value).
         """
         return self._secret()
+
+    async def read(self, fn: Callable[[Any], Any], *, timeout: float = 5.0) -> Any:
+        """``fn(connection)`` run on the receiver's reading connection (a psycopg2
+        connection, in a thread), for a lookup such as the customer owning a number.
+
+        Raises :class:`convdb.serve.pg.Unavailable` when the database is away (the
+        receiver answers 503). Keep ``fn`` to one short, indexed ``SELECT``.
+        """
+        if self._reader is None:
+            raise RuntimeError("this request has no database reader")
+        return await self._reader(fn, timeout=timeout)
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body in chunks as they arrive; a 413 :class:`Rejection` past ``max_body``."""

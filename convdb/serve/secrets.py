@@ -9,6 +9,12 @@ arrives, so a rotated secret needs no restart:
     The file's content, surrounding whitespace (a trailing newline) removed;
     Docker and Kubernetes secrets (``/run/secrets/...``) are files.
 
+``none:``
+    No secret: the endpoint is authenticated by its URL's unguessable token
+    alone. Only adapters that allow it accept it (SendGrid Inbound Parse,
+    which cannot sign); for every other adapter reading it fails, so such an
+    endpoint never accepts a write.
+
 Neither the secret nor any part of it is ever stored, printed or logged;
 errors name the reference only.
 """
@@ -23,6 +29,8 @@ from pathlib import Path
 from ..exceptions import ConfigError
 
 MAX_REF_LENGTH = 1024
+#: The reference of an endpoint authenticated by its path token alone.
+NO_SECRET = "none:"
 MAX_SECRET_BYTES = 64 * 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -43,6 +51,8 @@ class SecretRef:
 def parse_ref(ref: str) -> SecretRef:
     """Check a reference's syntax; :class:`ConfigError` explains what is wrong."""
     hint = "Use env:VARIABLE_NAME or file:/absolute/path/to/secret."
+    if ref == NO_SECRET:
+        return SecretRef("none", "")
     if not isinstance(ref, str) or not ref or len(ref) > MAX_REF_LENGTH:
         raise ConfigError(f"a secret reference must be 1-{MAX_REF_LENGTH} characters", hint=hint)
     scheme, sep, target = ref.partition(":")
@@ -58,6 +68,10 @@ def parse_ref(ref: str) -> SecretRef:
 def read_secret(ref: str) -> str:
     """The secret ``ref`` points at, read now; :class:`SecretUnavailable` otherwise."""
     parsed = parse_ref(ref)
+    if parsed.scheme == "none":
+        raise SecretUnavailable(
+            "secret reference none: names no secret, and this endpoint's adapter needs one"
+        )
     if parsed.scheme == "env":
         value = os.environ.get(parsed.target)
         if value is None or not value.strip():
@@ -83,4 +97,4 @@ def read_secret(ref: str) -> str:
     return value
 
 
-__all__ = ["SecretRef", "SecretUnavailable", "parse_ref", "read_secret"]
+__all__ = ["NO_SECRET", "SecretRef", "SecretUnavailable", "parse_ref", "read_secret"]
