@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install demo test bench bench-smoke lint format migrate-apply migrate-new migrate-status embedded-stop clean
+.PHONY: help install demo test bench bench-smoke lint format migrate-apply migrate-new migrate-status schema embedded-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ migrate-status: $(STAMP) ## Show applied and pending migrations (convdb status)
 migrate-new: $(STAMP) ## Scaffold a migration: make migrate-new name=add_something [plugin=tags]
 	@test -n "$(name)" || (echo "usage: make migrate-new name=NAME [plugin=PLUGIN]" >&2; exit 2)
 	$(BIN)/convdb create $(name) $(if $(plugin),--plugin $(plugin))
+
+schema: $(STAMP) ## Regenerate schema.sql: the core's migrations on a scratch database, dumped
+	$(BIN)/python -m convdb.migrate.schema --output schema.sql
 
 embedded-stop: $(STAMP) ## Stop the embedded PostgreSQL started in .convdb/
 	$(BIN)/convdb embedded-stop

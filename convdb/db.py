@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import peewee
 import psycopg2
@@ -47,6 +47,11 @@ class ConvdbDatabase(peewee.PostgresqlDatabase):
         # every value convdb writes or reads is UTC whatever the server says.
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` with its database name replaced by ``name``."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def describe_connect_error(url: str, exc: BaseException) -> str:

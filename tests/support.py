@@ -1,7 +1,8 @@
 """Helpers for convdb's own tests (no tests in here).
 
 Where the checkout is, console scripts run as real processes, canonical
-payloads, and the SQL that recounts conversation counters from the rows.
+payloads, the SQL that recounts conversation counters from the rows, and the
+core's first migration history as a source.
 Database fixtures and ``query``/``scalar`` come from :mod:`convdb.testing`.
 """
 
@@ -14,10 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+from convdb.migrate import Source
 from convdb.testing import query
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+# The core's first history (001_core_tables ... 016_counters_by_caller), kept
+# verbatim as a package: applied as the source "core", it builds a database
+# "migrated with the old 15 modules" in the core's own history table.
+HISTORY_0_1 = Source("core", "tests.fixtures.history_0_1", "migratehistory")
 
 # Conversation counters as stored, and as recounted from the rows.
 ACTUAL = """

@@ -13,7 +13,7 @@ import traceback
 import click
 
 from ..exceptions import ConvdbError
-from . import migrate, misc, providers, queue, serve
+from . import migrate, misc, providers, queue, serve, squash
 
 
 class ConvdbGroup(click.Group):
@@ -52,6 +52,7 @@ for command in (
     migrate.status,
     migrate.rollback,
     migrate.create,
+    squash.squash,
     migrate.plugins_command,
     queue.enqueue,
     queue.queue_worker,
