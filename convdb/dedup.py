@@ -2,7 +2,7 @@
 
 Every email address, phone number, body and attachment URL is stored once, keyed
 by :func:`dedup_hash` of its normalized form. The triggers of migration
-``005_dedup_triggers`` compute the same normalized value and key for a plain SQL
+``002_baseline_triggers`` compute the same normalized value and key for a plain SQL
 ``INSERT`` that gives only ``raw``, so both paths meet on one row::
 
     from convdb.dedup import intern_email_address, normalize_email

@@ -37,14 +37,6 @@ def replaced_rows(url: str, table: str = "migratehistory") -> list[tuple]:
     )
 
 
-@pytest.fixture
-def fresh_url(server):
-    """Another empty database, for comparing two schemas side by side."""
-    name = server.create()
-    yield server.url(name)
-    server.drop(name)
-
-
 def fill(url: str) -> None:
     """A little of everything, written in plain SQL so the triggers run."""
     query(
@@ -81,7 +73,7 @@ def test_schema_sql_matches_the_migrations(empty_db_url):
         pytest.fail(f"schema.sql does not match the migrations: run `make schema`\n{diff[:4000]}")
 
 
-def test_a_database_of_the_old_history_upgrades_to_the_fresh_schema(empty_db_url, fresh_url):
+def test_a_database_of_the_old_history_upgrades_to_the_fresh_schema(empty_db_url, fresh_db_url):
     migrate_lib.run(empty_db_url, sources=[HISTORY_0_1], echo=quiet)
     fill(empty_db_url)
     old_ids = dict(query(empty_db_url, "SELECT name, id FROM migratehistory"))
@@ -114,8 +106,8 @@ def test_a_database_of_the_old_history_upgrades_to_the_fresh_schema(empty_db_url
     assert [(name, i) for name, _, i in kept] == sorted(old_ids.items(), key=lambda kv: kv[1])
     assert {by for _, by, _ in kept} == {"001_baseline_tables"}
 
-    migrate_lib.run(fresh_url, sources=[CORE], echo=quiet)
-    assert dump(empty_db_url) == dump(fresh_url)
+    migrate_lib.run(fresh_db_url, sources=[CORE], echo=quiet)
+    assert dump(empty_db_url) == dump(fresh_db_url)
     assert query(empty_db_url, "SELECT to_regproc('convdb_messages_inserted_v2')") == [(None,)]
     assert query(empty_db_url, STORED) == query(empty_db_url, ACTUAL)
     assert query(empty_db_url, "SELECT body_text FROM conversation_messages") == [
@@ -160,7 +152,7 @@ def copy_of_the_old_history(tmp_path, monkeypatch) -> Source:
 
 
 def test_squash_on_a_database_migrated_with_the_old_history(
-    empty_db_url, fresh_url, tmp_path, monkeypatch
+    empty_db_url, fresh_db_url, tmp_path, monkeypatch
 ):
     source = copy_of_the_old_history(tmp_path, monkeypatch)
     migrate_lib.run(empty_db_url, sources=[source], echo=quiet)
@@ -181,10 +173,10 @@ def test_squash_on_a_database_migrated_with_the_old_history(
     assert dump(empty_db_url) == old_schema
 
     # a fresh database runs the squash alone: the replaced files beside it never run
-    applied = migrate_lib.run(fresh_url, sources=[source], echo=quiet)
+    applied = migrate_lib.run(fresh_db_url, sources=[source], echo=quiet)
     assert applied == [("core", "001_squashed_016")]
-    assert dump(fresh_url) == old_schema
-    (fresh,) = migrate_lib.status(fresh_url, sources=[source])
+    assert dump(fresh_db_url) == old_schema
+    (fresh,) = migrate_lib.status(fresh_db_url, sources=[source])
     assert fresh.replaced_pending == dict.fromkeys(HISTORY_0_1.modules(), "001_squashed_016")
 
     with pytest.raises(MigrationError, match="nothing to squash up to 016_counters_by_caller"):
@@ -193,13 +185,13 @@ def test_squash_on_a_database_migrated_with_the_old_history(
     # the files it replaces can go; both databases carry on
     for name in HISTORY_0_1.modules():
         source.path(name).unlink()
-    for url in (empty_db_url, fresh_url):
+    for url in (empty_db_url, fresh_db_url):
         assert migrate_lib.run(url, sources=[source], echo=quiet) == []
         (st,) = migrate_lib.status(url, sources=[source])
         assert not st.pending and not st.missing
 
-    migrate_lib.rollback(fresh_url, source=source, echo=quiet)
-    assert "customers" not in query(fresh_url, "SELECT tablename FROM pg_tables")
+    migrate_lib.rollback(fresh_db_url, source=source, echo=quiet)
+    assert "customers" not in query(fresh_db_url, "SELECT tablename FROM pg_tables")
     with pytest.raises(MigrationError, match="table customers \\(1 row\\)"):
         migrate_lib.rollback(empty_db_url, source=source, echo=quiet)
     migrate_lib.rollback(empty_db_url, source=source, force=True, echo=quiet)
@@ -207,10 +199,10 @@ def test_squash_on_a_database_migrated_with_the_old_history(
 
 
 def test_squash_over_a_partly_applied_range_runs_the_rest_first(
-    empty_db_url, fresh_url, tmp_path, monkeypatch
+    empty_db_url, fresh_db_url, tmp_path, monkeypatch
 ):
     source = copy_of_the_old_history(tmp_path, monkeypatch)
-    migrate_lib.run(fresh_url, sources=[source], echo=quiet)
+    migrate_lib.run(fresh_db_url, sources=[source], echo=quiet)
     migrate_lib.run(empty_db_url, sources=[source], echo=quiet)
     migrate_lib.rollback(empty_db_url, source=source, count=2, echo=quiet)
     squash("016", source=source)
@@ -226,7 +218,7 @@ def test_squash_over_a_partly_applied_range_runs_the_rest_first(
     assert [n for _, n in applied] == ["015_counter_triggers_by_id", "016_counters_by_caller"]
     assert "core: recorded 001_squashed_016 as applied" in echoed[-1]
     assert history(empty_db_url, "migratehistory") == ["001_squashed_016"]
-    assert dump(empty_db_url) == dump(fresh_url)
+    assert dump(empty_db_url) == dump(fresh_db_url)
 
     # the same, with the missing modules' files gone: nothing runs, and it says why
     migrate_lib.rollback(empty_db_url, source=source, force=True, echo=quiet)
