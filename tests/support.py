@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from convdb.migrate import Source
+from convdb.migrate import CORE, Source
 from convdb.testing import query
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +25,9 @@ BIN = Path(sys.executable).parent
 # verbatim as a package: applied as the source "core", it builds a database
 # "migrated with the old 15 modules" in the core's own history table.
 HISTORY_0_1 = Source("core", "tests.fixtures.history_0_1", "migratehistory")
+# The core's baseline (the modules that replace that history), and what follows it.
+BASELINE = list(CORE.squashes())
+AFTER_BASELINE = [name for name in CORE.modules() if name not in BASELINE]
 
 # Conversation counters as stored, and as recounted from the rows.
 ACTUAL = """

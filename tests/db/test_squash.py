@@ -19,9 +19,7 @@ from convdb.testing import query
 
 from ..plugin_helpers import history, package_source
 from ..plugin_helpers import sql_module as sql
-from ..support import ACTUAL, HISTORY_0_1, REPO, STORED
-
-BASELINE = [n for n in CORE.modules() if n in CORE.squashes()]
+from ..support import ACTUAL, AFTER_BASELINE, BASELINE, HISTORY_0_1, REPO, STORED
 
 
 def quiet(_):
@@ -56,6 +54,7 @@ def fill(url: str) -> None:
 
 def test_the_baseline_replaces_the_whole_old_history():
     assert [n for n in CORE.modules() if n < "017"] == BASELINE
+    assert AFTER_BASELINE[0] == "017_drop_superseded_functions"
     for name in BASELINE:
         assert CORE.replaces(name) == HISTORY_0_1.modules()
 
@@ -79,10 +78,7 @@ def test_a_database_of_the_old_history_upgrades_to_the_fresh_schema(empty_db_url
     old_ids = dict(query(empty_db_url, "SELECT name, id FROM migratehistory"))
 
     (before,) = migrate_lib.status(empty_db_url, sources=[CORE])
-    assert before.to_record == BASELINE and before.pending == [
-        *BASELINE,
-        "017_drop_superseded_functions",
-    ]
+    assert before.to_record == BASELINE and before.pending == [*BASELINE, *AFTER_BASELINE]
     assert not before.missing and not before.out_of_order  # old rows are accounted to the squash
     lines = status_lines([before])
     assert "  [x] 016_counters_by_caller  " in "\n".join(lines)
@@ -95,7 +91,7 @@ def test_a_database_of_the_old_history_upgrades_to_the_fresh_schema(empty_db_url
 
     echoed = []
     applied = migrate_lib.run(empty_db_url, sources=[CORE], echo=echoed.append)
-    assert applied == [("core", "017_drop_superseded_functions")]
+    assert applied == [("core", name) for name in AFTER_BASELINE]
     assert sum("recorded" in line for line in echoed) == len(BASELINE)
 
     # the baseline took the first ids of the rows it replaced: the order stays
@@ -126,10 +122,10 @@ def test_rolling_back_the_baseline_forgets_the_rows_it_stood_for(empty_db_url):
     migrate_lib.run(empty_db_url, sources=[HISTORY_0_1], echo=quiet)
     migrate_lib.run(empty_db_url, sources=[CORE], echo=quiet)
     # one part of the baseline back: the others still account for the old rows
-    migrate_lib.rollback(empty_db_url, source=CORE, count=2, echo=quiet)
+    migrate_lib.rollback(empty_db_url, source=CORE, count=len(AFTER_BASELINE) + 1, echo=quiet)
     assert len(replaced_rows(empty_db_url)) == 15
     (state,) = migrate_lib.status(empty_db_url, sources=[CORE])
-    assert state.pending == ["004_baseline_views_and_queue", "017_drop_superseded_functions"]
+    assert state.pending == [BASELINE[-1], *AFTER_BASELINE]
     assert not state.to_record  # it runs again: its objects are gone
     assert migrate_lib.run(empty_db_url, sources=[CORE], echo=quiet)[0][1] == BASELINE[-1]
     assert "conversation_messages" in {
