@@ -42,6 +42,8 @@ Counters changing also bump ``conversations.updated_at`` (002's trigger).
 
 from convdb.sqlutil import run_sql
 
+# The first history; written out in each baseline module because convdb
+# reads REPLACES from the module's text and never imports it.
 REPLACES = [
     "001_core_tables",
     "002_dedup_tables",

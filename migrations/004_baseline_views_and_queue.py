@@ -40,6 +40,8 @@ cost-based throttling, to keep up with the worker.
 
 from convdb.sqlutil import run_sql
 
+# The first history; written out in each baseline module because convdb
+# reads REPLACES from the module's text and never imports it.
 REPLACES = [
     "001_core_tables",
     "002_dedup_tables",

@@ -63,6 +63,26 @@ def run_cli(
     return result
 
 
+def run_together(url: str, *commands: tuple[str, ...], timeout: float = 120) -> None:
+    """Start console scripts (``("convdb", "migrate")``, ...) at once on ``url``; all exit 0."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = url
+    procs = [
+        subprocess.Popen(
+            [str(BIN / cmd[0]), *cmd[1:]],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cmd in commands
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}: {out}\n{err}"
+
+
 EXAMPLE = {
     "customer": {"key": "acme", "name": "Acme, Inc."},
     "provider": {"kind": "email", "name": "sendgrid"},

@@ -102,10 +102,11 @@ def rollback(plugin: str | None, count: int, force: bool, database_url: str | No
     """Undo the last COUNT applied migrations of one source, newest first, each in its own
     transaction.
 
-    Unless --force, refuses (and undoes nothing) when the rollback would drop a
-    table or column that holds rows: it is tried first in a transaction that is
-    rolled back, and the refusal names each table and column with its row count.
-    Also refuses to undo what installed plugins depend on, unless --force.
+    Unless --force, refuses when the rollback would drop a table or column that
+    holds rows: it is tried first in a transaction that is rolled back, and the
+    refusal names each table and column with its row count (a module with
+    TRANSACTIONAL = False cannot be tried; it is undone unchecked). Also refuses
+    to undo what installed plugins depend on, unless --force.
     """
     undone = migrate_lib.rollback(database_url, plugin=plugin, count=count, force=force)
     click.echo(f"OK: {len(undone)} migration(s) rolled back")

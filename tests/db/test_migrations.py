@@ -18,7 +18,7 @@ from convdb.migrate.lock import open_locked
 from convdb.migrate.schema import dump
 from convdb.migrate.steps import apply_one
 
-from ..support import BIN, REPO, run_cli
+from ..support import BIN, REPO, run_cli, run_together
 
 EXPECTED_TABLES = {
     "customers",
@@ -216,25 +216,13 @@ def test_failing_core_migration_through_cli(empty_db_url, tmp_path):
 
 
 def test_concurrent_migrators_serialize(empty_db_url):
-    env = {"DATABASE_URL": empty_db_url}
-    import os
-
-    full_env = {**os.environ, **env}
-    commands = [
-        [str(BIN / "convdb"), "migrate"],
-        [str(BIN / "pw_migrate"), "migrate"],
-        [str(BIN / "convdb"), "migrate"],
-        [str(BIN / "pw_migrate"), "migrate"],
-    ]
-    procs = [
-        subprocess.Popen(
-            cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for cmd in commands
-    ]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, f"{proc.args}: {out}\n{err}"
+    run_together(
+        empty_db_url,
+        ("convdb", "migrate"),
+        ("pw_migrate", "migrate"),
+        ("convdb", "migrate"),
+        ("pw_migrate", "migrate"),
+    )
     assert history(empty_db_url) == CORE.modules()  # each migration recorded exactly once
     assert schema_snapshot(empty_db_url)["tables"] >= EXPECTED_TABLES
 

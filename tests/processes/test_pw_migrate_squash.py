@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 
 from convdb import migrate as migrate_lib
 from convdb.migrate import CORE
 from convdb.migrate.schema import dump
 
 from ..plugin_helpers import history, query
-from ..support import AFTER_BASELINE, BASELINE, BIN, HISTORY_0_1, REPO, run_cli
+from ..support import AFTER_BASELINE, BASELINE, HISTORY_0_1, REPO, run_cli, run_together
 
 LAST_OLD = HISTORY_0_1.modules()[-1]
 
@@ -83,20 +81,13 @@ def test_pw_migrate_refuses_a_partly_applied_baseline(empty_db_url):
 
 def test_concurrent_migrators_record_the_baseline_once(empty_db_url):
     old_history(empty_db_url)
-    env = {**os.environ, "DATABASE_URL": empty_db_url}
-    commands = [
-        [str(BIN / "convdb"), "migrate"],
-        [str(BIN / "pw_migrate"), "migrate"],
-        [str(BIN / "convdb"), "migrate"],
-        [str(BIN / "pw_migrate"), "list"],
-    ]
-    procs = [
-        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for cmd in commands
-    ]
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, f"{proc.args}: {out}\n{err}"
+    run_together(
+        empty_db_url,
+        ("convdb", "migrate"),
+        ("pw_migrate", "migrate"),
+        ("convdb", "migrate"),
+        ("pw_migrate", "list"),
+    )
     assert history(empty_db_url, "migratehistory") == CORE.modules()
     kept = query(empty_db_url, "SELECT name FROM convdb_replaced_migrations ORDER BY history_id")
     assert [name for (name,) in kept] == HISTORY_0_1.modules()
