@@ -67,10 +67,10 @@ from .exceptions import PluginError
 
 ENTRY_POINT_GROUP = "convdb.plugins"
 CORE_NAME = "core"
-# Matched whole (fullmatch): `$` would let a trailing newline through, into
-# a history table's name.
-NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
-EVENT_TYPE_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+# `\Z`, not `$`: `$` also matches before a trailing newline, which would then
+# end up in a history table's name. Safe with .match and .fullmatch alike.
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}\Z")
+EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]+\Z")
 
 Handler = Callable[[object], object]
 BatchHandler = Callable[[list], Mapping[int, BaseException]]

@@ -154,18 +154,21 @@ def run(
             if not state.pending:
                 echo(f"{source.name}: nothing to migrate")
                 continue
-            # replaced modules a partly applied squash still needs, then the
-            # bookkeeping, then the rest (a fresh router: the history changed)
-            batches = [state.plan.first, state.to_run]
-            for index, names in enumerate(batches):
-                if index == 1 and state.plan.record:
-                    record_squashes(db, source, echo)
-                router = SourceRouter(db, source)
-                for name in names:
-                    apply_one(router, name)
-                    applied.append((source.name, name))
-                    echo(f"{source.name}: applied {name}")
+            # the replaced modules a partly applied squash still needs, the
+            # squashes to record, then the rest
+            applied += _apply_all(db, source, state.plan.first, echo)
+            if state.plan.record:
+                record_squashes(db, source, echo)
+            applied += _apply_all(db, source, state.to_run, echo)
     return applied
+
+
+def _apply_all(db, source: Source, names: list[str], echo: Echo) -> list[tuple[str, str]]:
+    router = SourceRouter(db, source)  # a fresh one: its replay reads the history as it is now
+    for name in names:
+        apply_one(router, name)
+        echo(f"{source.name}: applied {name}")
+    return [(source.name, name) for name in names]
 
 
 def dry_run(
