@@ -1,9 +1,9 @@
-"""Conversation counters (migration 010): right after every kind of write, by anyone.
+"""Conversation counters (003_baseline_counters): right after every kind of write, by anyone.
 
 ``last_message_at``, ``message_count`` and ``participant_count`` must equal
 what aggregating the rows gives, after plain SQL, after the models, after
 deletes and moves, under concurrent writers, and after the backfill of a
-database that held messages before 010.
+database that held messages before the first history's 010.
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ def test_a_clean_batch_takes_the_set_based_path_and_a_failing_one_falls_back(db_
     assert query(db_url, "SELECT count(*) FROM messages") == [(129,)]
 
 
-# Batch ingestion keeps the conversation counters itself (migration 016): new
+# Batch ingestion keeps the conversation counters itself (convdb.counters_by_caller): new
 # conversations are born with theirs, the others get one UPDATE per batch.
 
 
