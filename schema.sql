@@ -363,7 +363,9 @@ CREATE TABLE attachments (
     url_id bigint NOT NULL,
     content_type text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    size bigint,
     CONSTRAINT attachments_pkey PRIMARY KEY (id),
+    CONSTRAINT attachments_size_check CHECK (size >= 0),
     CONSTRAINT attachments_url_id_fkey FOREIGN KEY (url_id) REFERENCES attachment_urls(id)
 );
 
@@ -499,6 +501,8 @@ CREATE TABLE endpoint_mappings (
 );
 
 CREATE INDEX endpoint_mappings_customer_kind_hash_idx ON public.endpoint_mappings USING btree (customer_id, kind, hash);
+
+CREATE INDEX endpoint_mappings_hash_idx ON public.endpoint_mappings USING btree (hash);
 
 CREATE INDEX endpoint_mappings_provider_id_idx ON public.endpoint_mappings USING btree (provider_id);
 

@@ -265,7 +265,7 @@ def test_counters_right_with_and_without_migration_016(empty_db_url):
     ingest_in_batches(empty_db_url, messages[:100], 30)  # new conversations, then existing ones
     assert_counters_right(empty_db_url)
     assert query(empty_db_url, "SELECT sum(message_count) FROM conversations") == [(100,)]
-    migrate_lib.rollback(empty_db_url, source=HISTORY_0_1, count=1, force=True, echo=lambda _: None)
+    migrate_lib.rollback(empty_db_url, source=HISTORY_0_1, count=1, echo=lambda _: None)
     assert query(empty_db_url, "SELECT to_regproc('convdb_messages_inserted_v3')") == [(None,)]
     ingest_in_batches(empty_db_url, messages[100:], 30)
     assert_counters_right(empty_db_url)
