@@ -130,3 +130,11 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, also when peewee wrapped psycopg2's."""
+    for candidate in (exc, *exc.args, exc.__cause__, exc.__context__):
+        if getattr(candidate, "pgcode", None):
+            return candidate.pgcode
+    return None
