@@ -125,14 +125,16 @@ def normalize_email(raw: str) -> str:
 @functools.cache
 def _configured_region() -> str:
     # Read once per process: normalization sits on the ingestion hot path.
+    # load_settings() has checked it (ConfigError otherwise).
     return load_settings().phone_region
 
 
 def _phone_region(region: str | None) -> str:
-    source = "region" if region else "CONVDB_PHONE_REGION"
-    region = (region or _configured_region()).upper()
+    if not region:
+        return _configured_region()
+    region = region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"{source}: unknown phone region {region!r} (expected e.g. 'US', 'GB')")
+        raise ValueError(f"region: unknown phone region {region!r} (expected e.g. 'US', 'GB')")
     return region
 
 

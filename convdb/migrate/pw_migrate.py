@@ -43,12 +43,14 @@ def pw_migrate_database(argv: list[str] | None = None) -> peewee.Database:
     """The ``DATABASE`` for ``migrations/conf.py`` when ``pw_migrate`` runs.
 
     Honours ``--database`` on the command line, then ``DATABASE_URL`` (or
-    ``.env``), then the embedded server. Connects at once, so the migration
-    lock is held before pw_migrate reads its history, and a bad URL stops
-    with a one-paragraph error instead of a traceback. ``pw_migrate create``
-    does not need a database: it gets an unconnected one.
+    ``.env``), then the embedded server. Checks every setting first, and
+    connects at once, so the migration lock is held before pw_migrate reads
+    its history; a bad setting or URL stops with a one-paragraph error (no
+    password, whatever the URL's form) instead of a traceback. ``pw_migrate
+    create`` does not need a database: it gets an unconnected one.
     """
     from ..config import load_settings
+    from ..dburl import redact, redact_log_records
     from ..exceptions import ConvdbError
 
     argv = list(sys.argv if argv is None else argv)
@@ -59,11 +61,13 @@ def pw_migrate_database(argv: list[str] | None = None) -> peewee.Database:
         elif arg.startswith("--database="):
             url = arg.split("=", 1)[1]
     _number_after_highest()
+    redact_log_records()
     try:
+        settings = load_settings()
         if "create" in argv[1:2] and "--auto" not in argv:
-            url = url or load_settings().database_url
+            url = url or settings.database_url
             return MigrationDatabase(url) if url else peewee.PostgresqlDatabase(None)
         return _open(url)
     except ConvdbError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(redact(f"Error: {exc}", url), file=sys.stderr)
         raise SystemExit(1) from None

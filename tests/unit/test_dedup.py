@@ -19,6 +19,7 @@ from convdb.dedup import (
     normalize_phone,
     normalize_url,
 )
+from convdb.exceptions import ConfigError
 
 NORMALIZERS = [normalize_body, normalize_email, normalize_url, normalize_phone]
 INT64 = (-(2**63), 2**63 - 1)
@@ -171,7 +172,7 @@ def test_normalize_phone_region_default(monkeypatch, tmp_path):
     assert normalize_phone("030 1234567") == "+49301234567"
     monkeypatch.setenv("CONVDB_PHONE_REGION", "XX")
     dedup._configured_region.cache_clear()
-    with pytest.raises(ValueError, match="CONVDB_PHONE_REGION"):
+    with pytest.raises(ConfigError, match="CONVDB_PHONE_REGION='XX': not one of the valid"):
         normalize_phone("020 7946 0958")
     with pytest.raises(ValueError, match="unknown phone region"):
         normalize_phone("020 7946 0958", "ZZ")
