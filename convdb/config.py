@@ -22,11 +22,13 @@ Real environment variables win over ``.env``; an empty value counts as unset.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import phonenumbers
 from dotenv import dotenv_values
@@ -38,16 +40,23 @@ __all__ = [
     "SETTINGS",
     "Setting",
     "Settings",
+    "base_url",
     "choice",
+    "environ",
     "integer",
     "load_settings",
     "mask_url",
+    "networks",
+    "number",
     "redact",
     "validate_url",
 ]
 
 DEFAULT_DATA_DIR = ".convdb"
 DEFAULT_PHONE_REGION = "US"
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,16 @@ class Settings:
     database_url: str | None
     data_dir: Path
     phone_region: str
+    # the webhook receiver's (convdb.serve.settings.ServeSettings is its view of them)
+    serve_max_body: int
+    serve_max_headers: int
+    serve_tolerance: float
+    serve_commit_timeout: float
+    serve_retry_after: int
+    serve_max_group: int
+    serve_refresh: float
+    public_url: str | None
+    trusted_proxies: tuple[Network, ...] | None
 
 
 @dataclass(frozen=True)
@@ -83,19 +102,51 @@ def choice(choices: Iterable[str], *, fold: Callable[[str], str] = str.upper):
     return parse
 
 
-def integer(minimum: int, maximum: int):
-    """A parser that accepts a whole number from ``minimum`` to ``maximum``."""
+def number(minimum: float, maximum: float, *, kind: type = float):
+    """A parser that accepts a number (of ``kind``) from ``minimum`` to ``maximum``."""
+    what = "a whole number" if kind is int else "a number"
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> Any:
         try:
-            value = int(text.strip().replace("_", ""))
+            value = kind(text.strip().replace("_", ""))
         except ValueError:
-            raise ValueError(f"not a whole number (expected {minimum} to {maximum})") from None
+            raise ValueError(f"not {what} (expected {minimum:g} to {maximum:g})") from None
         if not minimum <= value <= maximum:
-            raise ValueError(f"out of range (expected {minimum} to {maximum})")
+            raise ValueError(f"out of range (expected {minimum:g} to {maximum:g})")
         return value
 
     return parse
+
+
+def integer(minimum: int, maximum: int):
+    """A parser that accepts a whole number from ``minimum`` to ``maximum``."""
+    return number(minimum, maximum, kind=int)
+
+
+def base_url(text: str) -> str:
+    """An http(s) URL without query, fragment or credentials; returned without a final ``/``."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be http(s)://HOST[:PORT][/PREFIX]")
+    if parts.query or parts.fragment or parts.username or parts.password or len(text) > 2000:
+        raise ValueError("must not hold a query, fragment or credentials")
+    return text.rstrip("/")
+
+
+def networks(text: str) -> tuple[Network, ...]:
+    """Addresses or CIDR networks, comma-separated (``10.0.0.5,192.168.0.0/24``)."""
+    found = []
+    for item in (i.strip() for i in text.split(",")):
+        if item:
+            try:
+                found.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item[:60]!r} is not an address or network") from None
+    return tuple(found)
 
 
 def _database_url(text: str) -> str:
@@ -131,6 +182,69 @@ SETTINGS: tuple[Setting, ...] = (
         DEFAULT_PHONE_REGION,
         choice(phonenumbers.SUPPORTED_REGIONS),
         "region (ISO 3166 code) for phone numbers written without a country code",
+    ),
+    Setting(
+        "CONVDB_SERVE_MAX_BODY",
+        "serve_max_body",
+        "1048576",
+        integer(1024, 1024**3),
+        "receiver: largest body in bytes (413 above; an adapter may set its own)",
+    ),
+    Setting(
+        "CONVDB_SERVE_MAX_HEADERS",
+        "serve_max_headers",
+        "16384",
+        integer(1024, 1024**2),
+        "receiver: largest total of header bytes (431 above)",
+    ),
+    Setting(
+        "CONVDB_SERVE_TOLERANCE",
+        "serve_tolerance",
+        "300",
+        number(1, 86_400),
+        "receiver: seconds a signed timestamp may be off",
+    ),
+    Setting(
+        "CONVDB_SERVE_COMMIT_TIMEOUT",
+        "serve_commit_timeout",
+        "10",
+        number(0.1, 300),
+        "receiver: seconds a request waits for its commit (503 after)",
+    ),
+    Setting(
+        "CONVDB_SERVE_RETRY_AFTER",
+        "serve_retry_after",
+        "5",
+        integer(1, 3600),
+        "receiver: the Retry-After seconds of a 503",
+    ),
+    Setting(
+        "CONVDB_SERVE_MAX_GROUP",
+        "serve_max_group",
+        "1000",
+        integer(1, 10_000),
+        "receiver: most rows in one group commit",
+    ),
+    Setting(
+        "CONVDB_SERVE_REFRESH",
+        "serve_refresh",
+        "5",
+        number(0.1, 3600),
+        "receiver: seconds between re-reads of the endpoints",
+    ),
+    Setting(
+        "CONVDB_PUBLIC_URL",
+        "public_url",
+        None,
+        base_url,
+        "receiver: its root URL as senders call it (https://hooks.example.com)",
+    ),
+    Setting(
+        "CONVDB_TRUSTED_PROXIES",
+        "trusted_proxies",
+        None,
+        networks,
+        "receiver: addresses or networks whose X-Forwarded-* headers are believed",
     ),
 )
 
