@@ -123,13 +123,16 @@ def validate_url(url: str) -> dict[str, str]:
             f"DATABASE_URL must be a postgresql:// URL, got {form}: {shown}", hint=_HINT
         )
     rest = url.split("://", 1)[1]
+    # Everything before the last '@' is the user info when a password holds an
+    # unencoded '@', '/', '?' or '#': libpq would read part of it as the host,
+    # port, database or query (and echo it in its errors).
     user_info = rest[: rest.rfind("@")] if "@" in rest else ""
     if any(c in user_info for c in "/?#@"):
         raise ConfigError(
-            "DATABASE_URL: the user name or password holds a '/', '?', '#' or '@' that is "
-            f"not percent-encoded, so the URL cannot be read: {shown}",
+            "DATABASE_URL has a '/', '?', '#' or '@' before its last '@': the user name or "
+            f"password must have them percent-encoded, or the URL cannot be read: {shown}",
             hint="Percent-encode them in the user name and password: / as %2F, ? as %3F, "
-            "# as %23, @ as %40.",
+            "# as %23, @ as %40 (an '@' in a parameter value too).",
         )
     try:
         params = parse_dsn(url)

@@ -18,6 +18,7 @@ from ..support import PIECE, url_forms
         ("postgresql://u:p@[::1]/db?sslmode=require", {"host": "::1", "sslmode": "require"}),
         ("postgresql://u:p%2F%3F%23%40x@h/db", {"password": "p/?#@x"}),
         ("postgres://u@h/d%20b", {"dbname": "d b"}),
+        ("postgresql://h/db?user=a%40b", {"user": "a@b"}),
     ],
 )
 def test_what_libpq_reads_is_accepted(url, params):
