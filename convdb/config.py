@@ -76,6 +76,11 @@ class Settings:
     serve_refresh: float
     public_url: str | None
     trusted_proxies: tuple[Network, ...] | None
+    # the attachment store's (convdb.attachments.AttachmentSettings is its view of them)
+    attachment_store: str
+    attachment_dir: Path | None
+    attachment_max_bytes: int
+    attachment_max_message: int
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,15 @@ def networks(text: str) -> tuple[Network, ...]:
 
 def _database_url(text: str) -> str:
     validate_url(text)
+    return text
+
+
+def _store(text: str) -> str:
+    # Only the form here: loading the named class is the store's own business.
+    text = text.strip()
+    module, colon, attr = text.partition(":")
+    if text != "local" and not (colon and module and attr.isidentifier()):
+        raise ValueError("neither 'local' nor module:attr naming an AttachmentStore")
     return text
 
 
@@ -245,6 +259,34 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         networks,
         "receiver: addresses or networks whose X-Forwarded-* headers are believed",
+    ),
+    Setting(
+        "CONVDB_ATTACHMENT_STORE",
+        "attachment_store",
+        "local",
+        _store,
+        "attachments: 'local', or module:attr naming an AttachmentStore",
+    ),
+    Setting(
+        "CONVDB_ATTACHMENT_DIR",
+        "attachment_dir",
+        None,
+        _directory,
+        "attachments: folder of the local store (unset: CONVDB_DATA_DIR/attachments)",
+    ),
+    Setting(
+        "CONVDB_ATTACHMENT_MAX_BYTES",
+        "attachment_max_bytes",
+        str(25 * 2**20),
+        integer(1024, 2**40),
+        "attachments: largest attachment in bytes (413 above)",
+    ),
+    Setting(
+        "CONVDB_ATTACHMENT_MAX_MESSAGE",
+        "attachment_max_message",
+        str(50 * 2**20),
+        integer(1024, 2**40),
+        "attachments: largest webhook body that carries attachments, in bytes",
     ),
 )
 

@@ -75,3 +75,24 @@ def test_bad_setting_starts_no_embedded_server(tmp_path, command):
 def test_help_works_whatever_the_settings():
     result = run_cli("convdb", "queue-worker", "--help", env=BAD_REGION)
     assert result.returncode == 0 and "--burst" in result.stdout
+
+
+def test_every_bad_setting_is_named_in_one_message(empty_db_url):
+    env = {
+        "DATABASE_URL": empty_db_url,
+        **BAD_REGION,
+        "CONVDB_SERVE_MAX_BODY": "lots",
+        "CONVDB_ATTACHMENT_STORE": "s3",
+        "CONVDB_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local",
+    }
+    result = run_cli("convdb", "status", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: invalid settings:"
+    assert [line.split("=")[0].strip() for line in lines[1:5]] == [
+        "CONVDB_PHONE_REGION",
+        "CONVDB_SERVE_MAX_BODY",
+        "CONVDB_TRUSTED_PROXIES",
+        "CONVDB_ATTACHMENT_STORE",
+    ]
+    assert "'proxy.local' is not an address or network" in result.stderr
