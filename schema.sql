@@ -45,6 +45,28 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.convdb_dedup_attachment_urls_v2()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.raw IS NOT DISTINCT FROM OLD.raw
+       AND NEW.normalized IS NOT DISTINCT FROM OLD.normalized
+       AND NEW.hash IS NOT DISTINCT FROM OLD.hash THEN
+        RETURN NEW;
+    END IF;
+    NEW.normalized := convdb_normalize_url_v1(NEW.raw);
+    PERFORM convdb_dedup_refuse_empty_v1(TG_TABLE_NAME, NEW.raw, NEW.normalized);
+    NEW.hash := convdb_hash_v1(NEW.normalized);
+    IF TG_OP = 'INSERT' OR NEW.hash <> OLD.hash THEN
+        PERFORM convdb_dedup_refuse_collision_v1(TG_TABLE_NAME, NEW.hash, NEW.normalized,
+            (SELECT normalized FROM attachment_urls WHERE hash = NEW.hash));
+    END IF;
+    RETURN NEW;
+END;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.convdb_dedup_email_addresses_v1()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -61,6 +83,28 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.convdb_dedup_email_addresses_v2()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.raw IS NOT DISTINCT FROM OLD.raw
+       AND NEW.lowered IS NOT DISTINCT FROM OLD.lowered
+       AND NEW.hash IS NOT DISTINCT FROM OLD.hash THEN
+        RETURN NEW;
+    END IF;
+    NEW.lowered := convdb_normalize_email_v1(NEW.raw);
+    PERFORM convdb_dedup_refuse_empty_v1(TG_TABLE_NAME, NEW.raw, NEW.lowered);
+    NEW.hash := convdb_hash_v1(NEW.lowered);
+    IF TG_OP = 'INSERT' OR NEW.hash <> OLD.hash THEN
+        PERFORM convdb_dedup_refuse_collision_v1(TG_TABLE_NAME, NEW.hash, NEW.lowered,
+            (SELECT lowered FROM email_addresses WHERE hash = NEW.hash));
+    END IF;
+    RETURN NEW;
+END;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.convdb_dedup_email_bodies_v1()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -70,6 +114,27 @@ BEGIN
     NEW.normalized := coalesce(NEW.normalized, convdb_normalize_body_v1(NEW.raw));
     NEW.hash := convdb_dedup_key_v1(TG_TABLE_NAME, NEW.hash, NEW.normalized);
     IF TG_OP = 'INSERT' THEN
+        PERFORM convdb_dedup_refuse_collision_v1(TG_TABLE_NAME, NEW.hash, NEW.normalized,
+            (SELECT normalized FROM email_bodies WHERE hash = NEW.hash));
+    END IF;
+    RETURN NEW;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.convdb_dedup_email_bodies_v2()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.raw IS NOT DISTINCT FROM OLD.raw
+       AND NEW.normalized IS NOT DISTINCT FROM OLD.normalized
+       AND NEW.hash IS NOT DISTINCT FROM OLD.hash THEN
+        RETURN NEW;
+    END IF;
+    NEW.normalized := convdb_normalize_body_v1(NEW.raw);
+    NEW.hash := convdb_hash_v1(NEW.normalized);
+    IF TG_OP = 'INSERT' OR NEW.hash <> OLD.hash THEN
         PERFORM convdb_dedup_refuse_collision_v1(TG_TABLE_NAME, NEW.hash, NEW.normalized,
             (SELECT normalized FROM email_bodies WHERE hash = NEW.hash));
     END IF;
@@ -113,6 +178,42 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.convdb_dedup_phone_numbers_v2()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+DECLARE
+    derived text;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.raw IS NOT DISTINCT FROM OLD.raw
+       AND NEW.e164 IS NOT DISTINCT FROM OLD.e164
+       AND NEW.hash IS NOT DISTINCT FROM OLD.hash THEN
+        RETURN NEW;
+    END IF;
+    derived := convdb_normalize_phone_v2(NEW.raw, refuse => false);
+    IF derived IS NOT NULL THEN
+        NEW.e164 := derived;
+    ELSIF NEW.e164 IS NULL OR (TG_OP = 'UPDATE' AND NEW.raw <> OLD.raw AND NEW.e164 = OLD.e164)
+    THEN
+        PERFORM convdb_normalize_phone_v2(NEW.raw);
+    ELSIF NEW.e164 !~ '^[+]?[0-9]+$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'CV005',
+            MESSAGE = format('phone_numbers: e164 %L given for %L is not a normalized number',
+                             left(NEW.e164, 80), left(NEW.raw, 80)),
+            HINT = 'Give what convdb.dedup.normalize_phone() returns (digits, optionally '
+                   'after +), or leave e164 out for a number written with its country code.';
+    END IF;
+    NEW.hash := convdb_hash_v1(NEW.e164);
+    IF TG_OP = 'INSERT' OR NEW.hash <> OLD.hash THEN
+        PERFORM convdb_dedup_refuse_collision_v1(TG_TABLE_NAME, NEW.hash, NEW.e164,
+            (SELECT e164 FROM phone_numbers WHERE hash = NEW.hash));
+    END IF;
+    RETURN NEW;
+END;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.convdb_dedup_refuse_collision_v1(table_name text, hash bigint, incoming text, existing text)
  RETURNS void
  LANGUAGE plpgsql
@@ -129,6 +230,20 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.convdb_dedup_refuse_empty_v1(table_name text, raw text, normalized text)
+ RETURNS void
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+BEGIN
+    IF normalized = '' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'CV004',
+            MESSAGE = format('%s: refusing %L, empty once trimmed', table_name, left(raw, 80));
+    END IF;
+END;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.convdb_dedup_xms_bodies_v1()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -138,6 +253,27 @@ BEGIN
     NEW.normalized := coalesce(NEW.normalized, convdb_normalize_body_v1(NEW.raw));
     NEW.hash := convdb_dedup_key_v1(TG_TABLE_NAME, NEW.hash, NEW.normalized);
     IF TG_OP = 'INSERT' THEN
+        PERFORM convdb_dedup_refuse_collision_v1(TG_TABLE_NAME, NEW.hash, NEW.normalized,
+            (SELECT normalized FROM xms_bodies WHERE hash = NEW.hash));
+    END IF;
+    RETURN NEW;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.convdb_dedup_xms_bodies_v2()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.raw IS NOT DISTINCT FROM OLD.raw
+       AND NEW.normalized IS NOT DISTINCT FROM OLD.normalized
+       AND NEW.hash IS NOT DISTINCT FROM OLD.hash THEN
+        RETURN NEW;
+    END IF;
+    NEW.normalized := convdb_normalize_body_v1(NEW.raw);
+    NEW.hash := convdb_hash_v1(NEW.normalized);
+    IF TG_OP = 'INSERT' OR NEW.hash <> OLD.hash THEN
         PERFORM convdb_dedup_refuse_collision_v1(TG_TABLE_NAME, NEW.hash, NEW.normalized,
             (SELECT normalized FROM xms_bodies WHERE hash = NEW.hash));
     END IF;
@@ -273,6 +409,49 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.convdb_normalize_phone_v2(raw text, refuse boolean DEFAULT true)
+ RETURNS text
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE STRICT
+ SET search_path TO '$user', 'public'
+AS $function$
+DECLARE
+    candidate text;
+    digits text;
+    country text;
+    trunk text;
+BEGIN
+    IF raw ~ ('^[\u0009-\u000d\u001c-\u007e\u0085\u00a0\u1680\u2000-\u200a'
+              '\u2028\u2029\u202f\u205f\u3000\uff01-\uff5e]*$') THEN
+        candidate := convdb_strip_v1(normalize(raw, NFKC));
+        IF candidate ~ '^[+][1-9][0-9]{1,14}$' THEN
+            RETURN candidate;
+        END IF;
+        IF candidate ~* '^(tel:)?[+][0-9]+([ .()-]+[0-9]+)*[)]?$' THEN
+            digits := regexp_replace(candidate, '[^0-9]', '', 'g');
+            country := CASE
+                WHEN convdb_phone_trunk_prefixes_v1() ? left(digits, 1) THEN left(digits, 1)
+                WHEN convdb_phone_trunk_prefixes_v1() ? left(digits, 2) THEN left(digits, 2)
+                WHEN convdb_phone_trunk_prefixes_v1() ? left(digits, 3) THEN left(digits, 3)
+            END;
+            trunk := convdb_phone_trunk_prefixes_v1() ->> country;
+            IF trunk = '' OR substr(digits, length(country) + 1) !~ ('^(?:' || trunk || ')(?<=.)')
+            THEN
+                RETURN '+' || digits;
+            END IF;
+        END IF;
+    END IF;
+    IF NOT refuse THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'CV003',
+        MESSAGE = format('phone_numbers: cannot normalize %L in SQL', raw),
+        HINT = 'Insert the e164 computed by convdb.dedup.normalize_phone(), or write the '
+               'number in international form without its trunk prefix (+1 415 555 2671).';
+END;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.convdb_normalize_url_v1(raw text)
  RETURNS text
  LANGUAGE sql
@@ -326,6 +505,12 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION public.convdb_phone_trunk_prefixes_v1()
+ RETURNS jsonb
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN '{"1": "1", "7": "8", "20": "0", "27": "0", "30": "", "31": "0", "32": "0", "33": "0", "34": "", "36": "06", "39": "", "40": "0", "41": "0", "43": "0", "44": "0|180020", "45": "", "46": "0", "47": "", "48": "", "49": "0", "51": "0", "52": "", "53": "0", "54": "0?(?:(11|2(?:2(?:02?|[13]|2[13-79]|4[1-6]|5[2457]|6[124-8]|7[1-4]|8[13-6]|9[1267])|3(?:02?|1[467]|2[03-6]|3[13-8]|[49][2-6]|5[2-8]|[67])|4(?:7[3-578]|9)|6(?:[0136]|2[24-6]|4[6-8]?|5[15-8])|80|9(?:0[1-3]|[19]|2[0-9]|3[1-6]|4[02568]?|5[2-4]|6[2-46]|72?|8[23]?))|3(?:3(?:2[79]|6|8[2578])|4(?:0[0-24-9]|[12]|3[5-8]?|4[24-7]|5[4-68]?|6[02-9]|7[126]|8[2379]?|9[1-36-8])|5(?:1|2[1245]|3[237]?|4[1-46-9]|6[2-4]|7[1-6]|8[2-5]?)|6[24]|7(?:[069]|1[1568]|2[15]|3[145]|4[13]|5[14-8]|7[2-57]|8[126])|8(?:[01]|2[15-7]|3[2578]?|4[13-6]|5[4-8]?|6[1-357-9]|7[36-8]?|8[5-8]?|9[124])))15)?", "55": "(?:0|90)(?:(1[245]|2[1-35]|31|4[13]|[56]5|99)([0-9]{10,11}))?", "56": "", "57": "0([3579]|4(?:[14]4|56))?", "58": "0", "60": "0", "61": "(183[12])|0", "62": "0", "63": "0", "64": "0", "65": "", "66": "0", "81": "(000[2569][0-9]{4,6})$|(?:(?:003768)0?)|0", "82": "0(8(?:[1-46-8]|5[0-9][0-9]))?", "84": "0", "86": "(1(?:[12][0-9]|79)[0-9][0-9])|0", "90": "0", "91": "0", "92": "0", "93": "0", "94": "0", "95": "0", "98": "0", "211": "0", "212": "0", "213": "0", "216": "", "218": "0", "220": "", "221": "", "222": "", "223": "", "224": "", "225": "", "226": "", "227": "", "228": "", "229": "", "230": "", "231": "0", "232": "0", "233": "0", "234": "0", "235": "", "236": "", "237": "", "238": "", "239": "", "240": "", "241": "0(11[0-9]{6}|60[0-9]{6}|61[0-9]{6}|6[256][0-9]{6}|7[467][0-9]{6})", "242": "", "243": "0", "244": "", "245": "", "246": "", "247": "", "248": "", "249": "0", "250": "0", "251": "0", "252": "0", "253": "", "254": "0", "255": "0", "256": "0", "257": "", "258": "", "260": "0", "261": "([24-9][0-9]{6})$|0", "262": "0", "263": "0", "264": "0", "265": "0", "266": "", "267": "", "268": "", "269": "", "290": "", "291": "0", "297": "", "298": "(10(?:01|[12]0|88))", "299": "", "350": "", "351": "", "352": "(15(?:0[06]|1[12]|[35]5|4[04]|6[26]|77|88|99)[0-9])", "353": "0", "354": "", "355": "0", "356": "", "357": "", "358": "0", "359": "0", "370": "[08]", "371": "", "372": "", "373": "0", "374": "0", "375": "0|80?", "376": "", "377": "0", "378": "([89][0-9]{5})$", "380": "0", "381": "0", "382": "0", "383": "0", "385": "0", "386": "0", "387": "0", "389": "0", "420": "", "421": "0", "423": "(1001)|0", "500": "", "501": "", "502": "", "503": "", "504": "", "505": "", "506": "(19(?:0[0-2468]|1[09]|20|66|77|99))", "507": "", "508": "0", "509": "", "590": "0", "591": "0(1[0-9])?", "592": "", "593": "0", "594": "0", "595": "0", "596": "0", "597": "", "598": "0", "599": "", "670": "", "672": "([0-258][0-9]{4})$", "673": "", "674": "", "675": "", "676": "", "677": "", "678": "", "679": "", "680": "", "681": "", "682": "", "683": "", "685": "", "686": "0", "687": "", "688": "", "689": "", "690": "", "691": "", "692": "1", "800": "", "808": "", "850": "0", "852": "", "853": "", "855": "0", "856": "0", "870": "", "878": "", "880": "0", "881": "", "882": "", "883": "", "886": "0", "888": "", "960": "", "961": "0", "962": "0", "963": "0", "964": "0", "965": "", "966": "0", "967": "0", "968": "", "970": "0", "971": "0", "972": "0", "973": "", "974": "", "975": "", "976": "0", "977": "0", "979": "", "992": "", "993": "8", "994": "0", "995": "0", "996": "0", "998": ""}'::jsonb;
+
 CREATE OR REPLACE FUNCTION public.convdb_set_updated_at_v1()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -356,7 +541,7 @@ CREATE TABLE attachment_urls (
     CONSTRAINT attachment_urls_hash_key UNIQUE (hash)
 );
 
-CREATE TRIGGER attachment_urls_dedup_v1 BEFORE INSERT OR UPDATE ON attachment_urls FOR EACH ROW EXECUTE FUNCTION convdb_dedup_attachment_urls_v1();
+CREATE TRIGGER attachment_urls_dedup_v2 BEFORE INSERT OR UPDATE ON attachment_urls FOR EACH ROW EXECUTE FUNCTION convdb_dedup_attachment_urls_v2();
 
 CREATE TABLE attachments (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
@@ -471,7 +656,7 @@ CREATE TABLE email_addresses (
     CONSTRAINT email_addresses_hash_key UNIQUE (hash)
 );
 
-CREATE TRIGGER email_addresses_dedup_v1 BEFORE INSERT OR UPDATE ON email_addresses FOR EACH ROW EXECUTE FUNCTION convdb_dedup_email_addresses_v1();
+CREATE TRIGGER email_addresses_dedup_v2 BEFORE INSERT OR UPDATE ON email_addresses FOR EACH ROW EXECUTE FUNCTION convdb_dedup_email_addresses_v2();
 
 CREATE TABLE email_bodies (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
@@ -482,7 +667,7 @@ CREATE TABLE email_bodies (
     CONSTRAINT email_bodies_hash_key UNIQUE (hash)
 );
 
-CREATE TRIGGER email_bodies_dedup_v1 BEFORE INSERT OR UPDATE ON email_bodies FOR EACH ROW EXECUTE FUNCTION convdb_dedup_email_bodies_v1();
+CREATE TRIGGER email_bodies_dedup_v2 BEFORE INSERT OR UPDATE ON email_bodies FOR EACH ROW EXECUTE FUNCTION convdb_dedup_email_bodies_v2();
 
 CREATE TABLE endpoint_mappings (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
@@ -591,7 +776,7 @@ CREATE TABLE phone_numbers (
     CONSTRAINT phone_numbers_hash_key UNIQUE (hash)
 );
 
-CREATE TRIGGER phone_numbers_dedup_v1 BEFORE INSERT OR UPDATE ON phone_numbers FOR EACH ROW EXECUTE FUNCTION convdb_dedup_phone_numbers_v1();
+CREATE TRIGGER phone_numbers_dedup_v2 BEFORE INSERT OR UPDATE ON phone_numbers FOR EACH ROW EXECUTE FUNCTION convdb_dedup_phone_numbers_v2();
 
 CREATE TABLE providers (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
@@ -649,7 +834,7 @@ CREATE TABLE xms_bodies (
     CONSTRAINT xms_bodies_hash_key UNIQUE (hash)
 );
 
-CREATE TRIGGER xms_bodies_dedup_v1 BEFORE INSERT OR UPDATE ON xms_bodies FOR EACH ROW EXECUTE FUNCTION convdb_dedup_xms_bodies_v1();
+CREATE TRIGGER xms_bodies_dedup_v2 BEFORE INSERT OR UPDATE ON xms_bodies FOR EACH ROW EXECUTE FUNCTION convdb_dedup_xms_bodies_v2();
 
 -- Views
 

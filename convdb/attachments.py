@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .config import DEFAULT_DATA_DIR, environ
+from .config import DEFAULT_DATA_DIR, load_settings
 from .exceptions import ConfigError, ConvdbError
 
 #: The scheme of stored attachments' URLs (``convdb-attachment://sha256/<hex>``).
@@ -83,27 +83,15 @@ class AttachmentSettings:
     max_message: int = 50 * 1024 * 1024  # a whole webhook body that carries attachments
 
 
-_LIMITS = {
-    "CONVDB_ATTACHMENT_MAX_BYTES": ("max_bytes", 1024, 2**40),
-    "CONVDB_ATTACHMENT_MAX_MESSAGE": ("max_message", 1024, 2**40),
-}
-
-
 def load_attachment_settings(env_file: Path | None = None) -> AttachmentSettings:
-    """``CONVDB_ATTACHMENT_*`` from the environment (and ``.env``); ConfigError names a bad one."""
-    env = environ(env_file)
-    values: dict = {}
-    for name, (field, low, high) in _LIMITS.items():
-        raw = (env.get(name) or "").strip()
-        if raw:
-            if not raw.isdigit() or not low <= int(raw) <= high:
-                raise ConfigError(f"{name}={raw[:40]!r} must be a number of bytes in {low}..{high}")
-            values[field] = int(raw)
-    directory = (env.get("CONVDB_ATTACHMENT_DIR") or "").strip()
-    data_dir = (env.get("CONVDB_DATA_DIR") or "").strip() or DEFAULT_DATA_DIR
-    values["directory"] = Path(directory or Path(data_dir) / "attachments").expanduser().resolve()
-    values["store"] = (env.get("CONVDB_ATTACHMENT_STORE") or "").strip() or "local"
-    return AttachmentSettings(**values)
+    """The store's view of :func:`convdb.config.load_settings` (which checks them all)."""
+    settings = load_settings(env_file)
+    return AttachmentSettings(
+        store=settings.attachment_store,
+        directory=settings.attachment_dir or settings.data_dir / "attachments",
+        max_bytes=settings.attachment_max_bytes,
+        max_message=settings.attachment_max_message,
+    )
 
 
 @dataclass(frozen=True)

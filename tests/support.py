@@ -160,3 +160,50 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, also when peewee wrapped psycopg2's."""
+    for candidate in (exc, *exc.args, exc.__cause__, exc.__context__):
+        if getattr(candidate, "pgcode", None):
+            return candidate.pgcode
+    return None
+
+
+# A password in every DATABASE_URL form of issue 11 (item 8). Each form is built
+# on a URL of the test server ("postgresql://postgres@..."): PIECE marks every
+# part of every password, so no output may contain it.
+PIECE = "Zq8"
+
+
+def url_forms(base: str) -> dict[str, str]:
+    """Name -> DATABASE_URL holding a password, for a server URL ``base``."""
+    from psycopg2.extensions import parse_dsn
+
+    assert base.startswith("postgresql://postgres@"), base
+    params = parse_dsn(base)
+    after = base.removeprefix("postgresql://postgres@")
+    query = "&" if "?" in base else "?"
+    a, b, c = (f"{PIECE}{x}" for x in "abc")
+    keywords = " ".join(f"{k}={v}" for k, v in params.items())
+    return {
+        "?password=": f"{base}{query}password={a}",
+        "?sslpassword=": f"{base}{query}sslpassword={a}",
+        "unencoded /": f"postgresql://postgres:{a}/{b}@{after}",
+        "unencoded ?": f"postgresql://postgres:{a}?{b}@{after}",
+        "unencoded #": f"postgresql://postgres:{a}#{b}@{after}",
+        "unencoded @": f"postgresql://postgres:{a}@{b}@{after}",
+        "unencoded / ? # @": f"postgresql://postgres:{a}/{b}?{c}#{a}@{b}@{after}",
+        "percent-encoded": f"postgresql://postgres:{a}%2F{b}%40{c}@{after}",
+        "keyword form": f"{keywords} password={a}",
+        "keyword form, quoted": f"{keywords} password='{a} {b}'",
+        "no scheme": f"postgres:{a}@{after}",
+        "no scheme, //": f"//postgres:{a}@{after}",
+        "another scheme": f"mysql://postgres:{a}@{after}",
+        "broken %": f"postgresql://postgres:{a}%zz{b}@{after}",
+        "broken % in ?password=": f"{base}{query}password={a}%zz",
+        "unknown parameter": f"postgresql://postgres:{a}@{after}{query}foo=bar",
+        "bad port": f"postgresql://postgres:{a}@127.0.0.1:notaport/x",
+        "no database": f"postgresql://postgres:{a}@127.0.0.1:1",
+        "unreachable": f"postgresql://postgres:{a}@127.0.0.1:1/x?connect_timeout=2",
+    }

@@ -64,8 +64,10 @@ def _patch_router() -> None:
     Router.todo = property(todo)
 
 
-def _fail(exc: ConvdbError):
-    print(f"Error: {exc}", file=sys.stderr)
+def _fail(exc: ConvdbError, url: str | None = None):
+    from ..dburl import redact
+
+    print(redact(f"Error: {exc}", url), file=sys.stderr)
     raise SystemExit(1) from None
 
 
@@ -111,21 +113,25 @@ def pw_migrate_database(argv: list[str] | None = None) -> peewee.Database:
     """The ``DATABASE`` for ``migrations/conf.py`` when ``pw_migrate`` runs.
 
     Honours ``--database`` on the command line, then ``DATABASE_URL`` (or
-    ``.env``), then the embedded server. Connects at once, so the migration
-    lock is held before pw_migrate reads its history, and a bad URL stops
-    with a one-paragraph error instead of a traceback; then settles the
-    squashes of the folder pw_migrate works on (``--directory``, history
+    ``.env``), then the embedded server. Checks every setting first, and
+    connects at once, so the migration lock is held before pw_migrate reads
+    its history; a bad setting or URL stops with a one-paragraph error (no
+    password, whatever the URL's form) instead of a traceback. Then settles
+    the squashes of the folder pw_migrate works on (``--directory``, history
     table ``--migratetable``). ``pw_migrate create`` does not need a
     database: it gets an unconnected one.
     """
     from ..config import load_settings
+    from ..dburl import redact_log_records
 
     argv = list(sys.argv if argv is None else argv)
     url = _option(argv, "--database", None)
     _patch_router()
+    redact_log_records()
     try:
+        settings = load_settings()
         if "create" in argv[1:2] and "--auto" not in argv:
-            url = url or load_settings().database_url
+            url = url or settings.database_url
             return MigrationDatabase(url) if url else peewee.PostgresqlDatabase(None)
         db = open_locked(url)
         source = _folder_source(
@@ -139,4 +145,4 @@ def pw_migrate_database(argv: list[str] | None = None) -> peewee.Database:
             raise
         return db
     except ConvdbError as exc:
-        _fail(exc)
+        _fail(exc, url)

@@ -1,4 +1,4 @@
-"""The receiver's settings, from the environment (and ``.env``), validated at start.
+"""The receiver's settings: declared and checked with every other one in :mod:`convdb.config`.
 
 =============================== ============ ==========================================
 variable                        default      meaning
@@ -23,12 +23,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from ..config import environ
+from ..config import Network, base_url, load_settings
+from ..config import networks as _networks
 from ..exceptions import ConfigError
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -54,74 +52,37 @@ class ServeSettings:
         return any(ip in network for network in self.trusted_proxies)
 
 
-# variable: (field, type, lowest, highest)
-_NUMBERS = {
-    "CONVDB_SERVE_MAX_BODY": ("max_body", int, 1024, 1024**3),
-    "CONVDB_SERVE_MAX_HEADERS": ("max_headers", int, 1024, 1024**2),
-    "CONVDB_SERVE_TOLERANCE": ("tolerance", float, 1, 86_400),
-    "CONVDB_SERVE_COMMIT_TIMEOUT": ("commit_timeout", float, 0.1, 300),
-    "CONVDB_SERVE_RETRY_AFTER": ("retry_after", int, 1, 3600),
-    "CONVDB_SERVE_MAX_GROUP": ("max_group", int, 1, 10_000),
-    "CONVDB_SERVE_REFRESH": ("refresh", float, 0.1, 3600),
-}
-
-
 def load_serve_settings(env_file: Path | None = None) -> ServeSettings:
-    """Read and check every receiver variable; :class:`ConfigError` names the bad one."""
-    env = environ(env_file)
-    values: dict = {}
-    for name, (field, kind, low, high) in _NUMBERS.items():
-        raw = (env.get(name) or "").strip()
-        if not raw:
-            continue
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw[:40]!r} is not a {kind.__name__} number") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name}={raw[:40]} is outside {low:g}..{high:g}")
-        values[field] = value
-    public = (env.get("CONVDB_PUBLIC_URL") or "").strip()
-    if public:
-        values["public_url"] = check_public_url(public)
-    proxies = (env.get("CONVDB_TRUSTED_PROXIES") or "").strip()
-    if proxies:
-        values["trusted_proxies"] = parse_networks(proxies)
-    return ServeSettings(**values)
+    """The receiver's view of :func:`convdb.config.load_settings` (which checks them all)."""
+    settings = load_settings(env_file)
+    return ServeSettings(
+        max_body=settings.serve_max_body,
+        max_headers=settings.serve_max_headers,
+        tolerance=settings.serve_tolerance,
+        commit_timeout=settings.serve_commit_timeout,
+        retry_after=settings.serve_retry_after,
+        max_group=settings.serve_max_group,
+        refresh=settings.serve_refresh,
+        public_url=settings.public_url,
+        trusted_proxies=settings.trusted_proxies or (),
+    )
+
+
+def _named(variable: str, parse, text: str):
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{variable}={text[:80]!r}: {exc}") from None
 
 
 def check_public_url(url: str) -> str:
     """``url`` without a trailing ``/``, if it is an http(s) URL without query or fragment."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(f"CONVDB_PUBLIC_URL is not a URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            "CONVDB_PUBLIC_URL must be http(s)://HOST[:PORT][/PREFIX]",
-            hint="Give the URL at which senders reach the receiver's root, "
-            "e.g. https://hooks.example.com.",
-        )
-    if parts.query or parts.fragment or parts.username or parts.password or len(url) > 2000:
-        raise ConfigError("CONVDB_PUBLIC_URL must not hold a query, fragment or credentials")
-    return url.rstrip("/")
+    return _named("CONVDB_PUBLIC_URL", base_url, url)
 
 
 def parse_networks(value: str) -> tuple[Network, ...]:
-    networks = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigError(
-                f"CONVDB_TRUSTED_PROXIES: {item[:60]!r} is not an address or network",
-                hint="Use addresses or CIDR networks, comma-separated: 10.0.0.5,192.168.0.0/24.",
-            ) from None
-    return tuple(networks)
+    """Addresses or CIDR networks, comma-separated."""
+    return _named("CONVDB_TRUSTED_PROXIES", _networks, value)
 
 
 __all__ = ["ServeSettings", "check_public_url", "load_serve_settings", "parse_networks"]

@@ -140,9 +140,9 @@ def test_settings_are_checked_with_the_variable_named(monkeypatch, tmp_path):
     assert settings.max_body == 2048 and settings.trusts("10.1.2.3") and settings.trusts("::1")
     assert not settings.trusts("192.168.1.1") and not settings.trusts("nonsense")
     for name, value, message in [
-        ("CONVDB_SERVE_MAX_BODY", "lots", "CONVDB_SERVE_MAX_BODY='lots' is not a int"),
-        ("CONVDB_SERVE_TOLERANCE", "0", "CONVDB_SERVE_TOLERANCE=0 is outside"),
-        ("CONVDB_PUBLIC_URL", "ftp://x", "CONVDB_PUBLIC_URL must be http"),
+        ("CONVDB_SERVE_MAX_BODY", "lots", "CONVDB_SERVE_MAX_BODY='lots': not a whole number"),
+        ("CONVDB_SERVE_TOLERANCE", "0", "CONVDB_SERVE_TOLERANCE='0': out of range"),
+        ("CONVDB_PUBLIC_URL", "ftp://x", "CONVDB_PUBLIC_URL='ftp://x': must be http"),
         ("CONVDB_PUBLIC_URL", "https://x/?a=1", "must not hold a query"),
         ("CONVDB_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local", "'proxy.local' is not an address"),
     ]:
