@@ -81,7 +81,7 @@ class CanonicalMessage:
     sent_at: dt.datetime
     received_at: dt.datetime | None
     conversation_key: str | None
-    attachments: tuple[tuple[str, str | None], ...]
+    attachments: tuple[tuple[str, str | None, int | None], ...]  # url, content type, bytes
 
     @property
     def channel(self) -> str:
@@ -134,6 +134,16 @@ def _text(value, path: str, *, max_len: int | None = MAX_KEY, empty: bool = Fals
 def _opt_text(obj: dict, field: str, path: str, **kwargs) -> str | None:
     value = _get(obj, field, path, required=False)
     return None if value is None else _text(value, path, **kwargs)
+
+
+def _size(obj: dict, path: str) -> int | None:
+    """An attachment's optional byte size: a non-negative integer."""
+    value = obj.get("size")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise PayloadError(f"{path}: expected a non-negative integer (bytes)")
+    return value
 
 
 def _timestamp(value, path: str) -> dt.datetime:
@@ -200,11 +210,12 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
     attachments = _get(obj, "attachments", "attachments", required=False) or []
     if not isinstance(attachments, list):
         raise PayloadError("attachments: expected a list")
-    files: dict[str, str | None] = {}
+    files: dict[str, tuple[str | None, int | None]] = {}
     for i, item in enumerate(attachments):
         item = _object(item, f"attachments[{i}]")
         url = _text(_get(item, "url", f"attachments[{i}].url"), f"attachments[{i}].url")
-        files.setdefault(url, _opt_text(item, "content_type", f"attachments[{i}].content_type"))
+        content_type = _opt_text(item, "content_type", f"attachments[{i}].content_type")
+        files.setdefault(url, (content_type, _size(item, f"attachments[{i}].size")))
     received = _get(obj, "received_at", "received_at", required=False)
     return CanonicalMessage(
         customer_key=customer_key,
@@ -220,7 +231,7 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
         sent_at=_timestamp(_get(obj, "sent_at", "sent_at"), "sent_at"),
         received_at=None if received is None else _timestamp(received, "received_at"),
         conversation_key=_opt_text(obj, "conversation_key", "conversation_key"),
-        attachments=tuple(files.items()),
+        attachments=tuple((url, *info) for url, info in files.items()),
     )
 
 
@@ -475,14 +486,14 @@ def ingest_message(db: peewee.Database, msg: CanonicalMessage) -> int | None:
     if row is None:
         return None  # a concurrent worker stored the same message first
     message_id = row[0]
-    for url, content_type in msg.attachments:
+    for url, content_type, size in msg.attachments:
         url_id = _intern(db, "url", url, dedup.normalize_url(url))
         _run(
             db,
-            "WITH a AS (INSERT INTO attachments (url_id, content_type) VALUES (%s, %s) "
-            "RETURNING id) INSERT INTO message_attachments (message_id, attachment_id) "
-            "SELECT %s, id FROM a",
-            (url_id, content_type, message_id),
+            "WITH a AS (INSERT INTO attachments (url_id, content_type, size) "
+            "VALUES (%s, %s, %s) RETURNING id) "
+            "INSERT INTO message_attachments (message_id, attachment_id) SELECT %s, id FROM a",
+            (url_id, content_type, size, message_id),
         )
     return message_id
 

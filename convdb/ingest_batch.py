@@ -614,10 +614,10 @@ def _count_rows(db, joined: list[tuple], stored: list[tuple], created: dict) -> 
 
 def _attachments(db, batch, new_ids: list[int | None]) -> None:
     files = [
-        (message_id, url, content_type)
+        (message_id, url, content_type, size)
         for m, message_id in zip(batch, new_ids, strict=True)
         if message_id is not None
-        for url, content_type in m.attachments
+        for url, content_type, size in m.attachments
     ]
     if not files:
         return
@@ -625,20 +625,25 @@ def _attachments(db, batch, new_ids: list[int | None]) -> None:
         db,
         "attachment_urls",
         "normalized",
-        _first((dedup.normalize_url(url), url) for _, url, _ in files),
+        _first((dedup.normalize_url(f[1]), f[1]) for f in files),
     )
     ids = _new_ids(db, "attachments", len(files))
     _rows(
         db,
-        "INSERT INTO attachments (id, url_id, content_type) "
-        f"SELECT * FROM {_unnest(('bigint', 'bigint', 'text'))}",
-        [ids, [urls[dedup.normalize_url(u)] for _, u, _ in files], [t for _, _, t in files]],
+        "INSERT INTO attachments (id, url_id, content_type, size) "
+        f"SELECT * FROM {_unnest(('bigint', 'bigint', 'text', 'bigint'))}",
+        [
+            ids,
+            [urls[dedup.normalize_url(f[1])] for f in files],
+            [f[2] for f in files],
+            [f[3] for f in files],
+        ],
     )
     _rows(
         db,
         "INSERT INTO message_attachments (message_id, attachment_id) "
         f"SELECT * FROM {_unnest(('bigint', 'bigint'))}",
-        [[m for m, _, _ in files], ids],
+        [[f[0] for f in files], ids],
     )
 
 

@@ -67,8 +67,10 @@ from .exceptions import PluginError
 
 ENTRY_POINT_GROUP = "convdb.plugins"
 CORE_NAME = "core"
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# `\Z`, not `$`: `$` also matches before a trailing newline, which would then
+# end up in a history table's name. Safe with .match and .fullmatch alike.
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}\Z")
+EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]+\Z")
 
 Handler = Callable[[object], object]
 BatchHandler = Callable[[list], Mapping[int, BaseException]]
@@ -101,7 +103,7 @@ class Plugin:
         def bad(message: str) -> PluginError:
             return PluginError(f"invalid Plugin({self.name!r}): {message}", plugin=str(self.name))
 
-        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
             raise bad("name must be 1-48 lowercase letters, digits or '_', starting with a letter")
         if self.migrations is not None and (
             not isinstance(self.migrations, str)
@@ -117,7 +119,7 @@ class Plugin:
             if not isinstance(mapping, Mapping):
                 raise bad(f"{what} must be a mapping of event type to callable")
             for event_type, handler in mapping.items():
-                if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+                if not isinstance(event_type, str) or not EVENT_TYPE_RE.fullmatch(event_type):
                     raise bad(f"{what} key {event_type!r} is not an event type")
                 if not (callable(handler) or _is_reference(handler)):
                     raise bad(f"{what}[{event_type!r}] is neither callable nor 'module:attr'")
@@ -127,7 +129,7 @@ class Plugin:
         if not isinstance(self.adapters, Mapping):
             raise bad("adapters must be a mapping of adapter name to adapter")
         for adapter_name in self.adapters:
-            if not isinstance(adapter_name, str) or not NAME_RE.match(adapter_name):
+            if not isinstance(adapter_name, str) or not NAME_RE.fullmatch(adapter_name):
                 raise bad(f"adapter name {adapter_name!r} must match {NAME_RE.pattern}")
         object.__setattr__(self, "depends_on", tuple(dict.fromkeys(self.depends_on)))
         for what in ("handlers", "batch_handlers", "adapters"):

@@ -27,7 +27,13 @@ import json
 import re
 from dataclasses import dataclass
 
-from ..config import INT_SETTINGS, load_settings
+from ..config import (
+    DEFAULT_MAX_EVENT_TYPE_LENGTH,
+    DEFAULT_MAX_KEY_LENGTH,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_PAYLOAD_DEPTH,
+    load_settings,
+)
 from ..exceptions import PayloadError, QueueError
 from ..plugins import EVENT_TYPE_RE
 
@@ -48,10 +54,10 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    payload_bytes: int = INT_SETTINGS["CONVDB_MAX_PAYLOAD_BYTES"][0]
-    depth: int = INT_SETTINGS["CONVDB_MAX_PAYLOAD_DEPTH"][0]
-    key_length: int = INT_SETTINGS["CONVDB_MAX_KEY_LENGTH"][0]
-    event_type_length: int = INT_SETTINGS["CONVDB_MAX_EVENT_TYPE_LENGTH"][0]
+    payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    depth: int = DEFAULT_MAX_PAYLOAD_DEPTH
+    key_length: int = DEFAULT_MAX_KEY_LENGTH
+    event_type_length: int = DEFAULT_MAX_EVENT_TYPE_LENGTH
 
     @classmethod
     def from_settings(cls, settings) -> Limits:

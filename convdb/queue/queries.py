@@ -16,7 +16,8 @@ CHANNEL = "convdb_inbound_events"
 
 # When a row is due: a pending row at ``available_at``, a processing row when
 # its lease (``locked_until``) runs out. Written exactly as in the expression
-# of ``inbound_events_claim_idx`` (migration 008) so the planner can use it.
+# of ``inbound_events_claim_idx`` (``004_baseline_views_and_queue``) so the planner
+# can use it.
 DUE = "(CASE status WHEN 'pending' THEN available_at ELSE locked_until END)"
 
 # Parts of the claim's UPDATE, about the row as it was before the claim (``e``).

@@ -56,6 +56,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import plugins
+from ..config import load_settings
 from ..db import ConvdbDatabase, init, open_database, resolve_url
 from ..exceptions import QueueError
 from ..plugins import BatchHandler, Handler
@@ -290,9 +291,11 @@ def run(
     (:func:`convdb.plugins.load_handlers`); given ``handlers`` without
     ``batch_handlers``, every event goes through its one-event handler.
     Binds the models to it (handlers use them), runs until stopped or, with
-    ``config.burst``, until nothing is due, and returns the counters.
+    ``config.burst``, until nothing is due, and returns the counters. Checks
+    every setting first: a bad one raises ConfigError before any event is claimed.
     """
-    db = open_database(url or resolve_url())
+    settings = load_settings()
+    db = open_database(url or resolve_url(settings))
     db.close()
     init(db)
     worker = Worker(db, handlers=handlers, batch_handlers=batch_handlers, config=config, echo=echo)

@@ -99,7 +99,7 @@ def test_inbox_page_walks_the_inbox_index(loaded_url):
         plan = plan_of(loaded_url, queries.INBOX_PAGE, (customer,))
         assert_driven_by(plan, "conversations_inbox_idx")
         assert plan["Node Type"] == "Limit"
-        # the counters are in the index (migration 014): no heap page is read
+        # the counters are in the index (INCLUDE): no heap page is read
         assert plan["Plans"][0]["Node Type"] == "Index Only Scan", json.dumps(plan)
 
 

@@ -125,8 +125,7 @@ def test_limits_are_settings(db_url, tmp_path):
     bad = run_cli("convdb", "enqueue", "message.received", str(path), env=env)
     assert bad.returncode == 1
     assert bad.stderr.startswith(
-        "Error: CONVDB_MAX_PAYLOAD_BYTES must be a whole number from 1,024 to 268,435,455, "
-        "got 'lots'"
+        "Error: CONVDB_MAX_PAYLOAD_BYTES='lots': not a whole number (expected 1024 to 268435455)"
     )
 
 

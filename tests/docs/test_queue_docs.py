@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from convdb.config import INT_SETTINGS
+from convdb.config import SETTINGS
 
 from ..support import EXAMPLE, REPO, run_cli
 
@@ -39,11 +39,13 @@ def test_every_payload_field_is_documented():
 
 
 def test_every_limit_setting_is_documented():
-    env_example = (REPO / ".env.example").read_text(encoding="utf-8")
-    for name, (default, low, high) in INT_SETTINGS.items():
-        assert f"`{name}` | {default:,}" in PAGE, name
-        assert f"{low:,} to {high:,}" in PAGE, name
-        assert f"# {name}={default}" in env_example, name
+    limits = [s for s in SETTINGS if s.doc.startswith("queue:")]
+    assert len(limits) == 4
+    for setting in limits:
+        row = PAGE[PAGE.index(f"| `{setting.variable}` | {setting.default}") :].split("\n")[0]
+        low, high = (setting.parse(v) for v in row.split("|")[3].split()[0:3:2])
+        with pytest.raises(ValueError, match=f"expected {low} to {high}"):
+            setting.parse(str(high + 1))
 
 
 def test_the_readme_points_to_the_page():
