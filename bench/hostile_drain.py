@@ -41,19 +41,11 @@ from pathlib import Path
 import psycopg2
 
 from . import events
+from .drain_quick import admin
 from .runner import database_url as db_url
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
-
-
-def admin(url: str, sql: str) -> None:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        conn.cursor().execute(sql)
-    finally:
-        conn.close()
 
 
 def execute(url: str, sql: str, params=None) -> list[tuple]:
