@@ -17,8 +17,8 @@ included), with the statuses it left.
 ``--case big``: ``--big`` events of ``--big-mb`` MB each (a canonical
 payload with a body that size) enqueued with ``convdb enqueue`` from a file,
 then drained with ``convdb queue-worker --burst -q``; prints the peak RSS of
-each process. Settings such as ``CONVDB_MAX_PAYLOAD_BYTES`` come from the
-environment.
+each process (GNU ``/usr/bin/time`` measures it). Settings such as
+``CONVDB_MAX_PAYLOAD_BYTES`` come from the environment.
 
 Each ``--bin`` (a folder holding a ``convdb`` console script, default this
 environment's) gets its own migrated template; runs alternate between them
@@ -115,16 +115,25 @@ def drain_bad(base: str, template: str, bin_dir: Path, n: int, bad: int) -> tupl
 
 
 def peak_rss_mb(cmd: list[str], env: dict, stdin=None) -> tuple[float, int, str]:
-    """Run ``cmd``; (its peak RSS in MB, exit status, the end of its stderr)."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=REPO, stdin=stdin, stdout=subprocess.DEVNULL, stderr=err
+    """Run ``cmd``; (its peak RSS in MB, exit status, the end of its stderr).
+
+    Measured by GNU time (``/usr/bin/time``) around the command: a child
+    forked straight from this process would count this process's own peak
+    (Linux carries it over into the child's ``ru_maxrss`` at exec).
+    """
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as peak:
+        proc = subprocess.run(
+            ["/usr/bin/time", "-o", peak.name, "-f", "%M", *cmd],
+            env=env,
+            cwd=REPO,
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read().decode("utf-8", "replace").strip().splitlines()[-1:]
-    return usage.ru_maxrss / 1024, proc.returncode, " ".join(tail)
+        kilobytes = int(peak.read().split()[-1])
+    return kilobytes / 1024, proc.returncode, " ".join(tail)
 
 
 def drain_big(base: str, template: str, bin_dir: Path, count: int, mb: float) -> dict:
