@@ -29,11 +29,11 @@ demo: $(STAMP) ## Migrate (embedded DB unless DATABASE_URL), enqueue sample webh
 test: $(STAMP) ## Run the test suite (TEST_DATABASE_URL, else an embedded PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Benchmarks at scale (embedded unless DATABASE_URL); table into BENCHMARKS.md
+bench: $(STAMP) ## Benchmarks at scale (embedded unless DATABASE_URL); table into docs/benchmarks.md (raw runs in docs/benchmarks.json)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
 		&& apt-get install -y -q wrk >/dev/null; } \
 		|| echo "make bench: wrk not found; install it (apt-get install wrk, brew install wrk) for the receiver's 64-connection figures; using the Python load generator"
-	$(BIN)/python -m bench --output BENCHMARKS.md
+	$(BIN)/python -m bench --output docs/benchmarks.md
 
 bench-smoke: $(STAMP) ## Every benchmark on tiny sizes (under a minute), so the scripts never rot
 	$(BIN)/python -m bench --smoke

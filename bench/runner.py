@@ -1,4 +1,4 @@
-"""``python -m bench [--smoke] [--output BENCHMARKS.md] [--keep]``: every figure, one table.
+"""``python -m bench [--smoke] [--output docs/benchmarks.md] [--keep]``: every figure, one table.
 
 Builds its own databases on the server of ``DATABASE_URL`` (it needs
 CREATEDB there) or, when unset, on an embedded PostgreSQL in
@@ -26,7 +26,7 @@ from convdb import migrate as migrate_lib
 
 from . import loader, provider_figures, reads, serve_figures, worker_figures
 from .loader import Scale
-from .report import Figure, markdown, page_rows, say, table, write
+from .report import Figure, Run, page_rows, say, table, write
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -237,6 +237,6 @@ def main(argv: list[str] | None = None) -> int:
             embedded.stop(data_dir)
     print(table(figures))
     if args.output:
-        write(args.output, markdown(figures, server_version=version, notes=notes))
+        write(args.output, Run(figures, version, notes))
         say(f"bench: wrote {args.output}")
     return 0
