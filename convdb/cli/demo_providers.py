@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import secrets
 
-from .db import closing, connect
-from .serve import endpoints
-from .serve.providers import samples
+from ..db import closing, connect
+from ..serve import endpoints
+from ..serve.providers import samples
 
 CUSTOMER = ("acme", "Acme, Inc.")
 KINDS = {"twilio": "sms", "sendgrid": "email", "mailgun": "email", "postmark": "email"}

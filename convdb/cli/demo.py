@@ -9,7 +9,7 @@
    redelivered with another receipt time, and one bad event) signed as a
    sender would, then one forged delivery, and show what each got; then one
    real-shaped webhook per provider adapter (Twilio, SendGrid, Mailgun,
-   Postmark: :mod:`convdb.demo_providers`) and a forged Twilio one;
+   Postmark: :mod:`convdb.cli.demo_providers`) and a forged Twilio one;
 5. stop the server (SIGTERM), drain the queue with the worker in burst mode,
    and print the queue statistics and the conversation overview.
 
@@ -31,17 +31,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from .. import migrate as migrate_lib
+from ..db import closing, connect, resolve_url
+from ..exceptions import ConvdbError
+from ..queue import ops
+from ..queue.worker import WorkerConfig
+from ..queue.worker import run as run_worker
+from ..serve import endpoints
+from ..serve.server import free_port, serve_command
+from ..serve.standard import generate_secret, sign
 from . import demo_providers
-from . import migrate as migrate_lib
-from .cli.render import format_table, queue_stats_text
-from .db import closing, connect, resolve_url
-from .exceptions import ConvdbError
-from .queue import ops
-from .queue.worker import WorkerConfig
-from .queue.worker import run as run_worker
-from .serve import endpoints
-from .serve.server import free_port, serve_command
-from .serve.standard import generate_secret, sign
+from .render import format_table, queue_stats_text
 
 SAMPLE = "samples/webhooks.jsonl"
 EVENT_TYPE = {"inbound": "message.received", "outbound": "message.sent"}
