@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install demo test bench bench-smoke lint format migrate-apply migrate-new migrate-status embedded-stop clean
+.PHONY: help install demo test bench bench-smoke lint format migrate-apply migrate-new migrate-status schema embedded-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,8 +29,11 @@ demo: $(STAMP) ## Migrate (embedded DB unless DATABASE_URL), enqueue sample webh
 test: $(STAMP) ## Run the test suite (TEST_DATABASE_URL, else an embedded PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Benchmarks at scale (embedded unless DATABASE_URL); table into BENCHMARKS.md
-	$(BIN)/python -m bench --output BENCHMARKS.md
+bench: $(STAMP) ## Benchmarks at scale (embedded unless DATABASE_URL); table into docs/benchmarks.md (raw runs in docs/benchmarks.json)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -q wrk >/dev/null; } \
+		|| echo "make bench: wrk not found; install it (apt-get install wrk, brew install wrk) for the receiver's 64-connection figures; using the Python load generator"
+	$(BIN)/python -m bench --output docs/benchmarks.md
 
 bench-smoke: $(STAMP) ## Every benchmark on tiny sizes (under a minute), so the scripts never rot
 	$(BIN)/python -m bench --smoke
@@ -52,6 +55,9 @@ migrate-status: $(STAMP) ## Show applied and pending migrations (convdb status)
 migrate-new: $(STAMP) ## Scaffold a migration: make migrate-new name=add_something [plugin=tags]
 	@test -n "$(name)" || (echo "usage: make migrate-new name=NAME [plugin=PLUGIN]" >&2; exit 2)
 	$(BIN)/convdb create $(name) $(if $(plugin),--plugin $(plugin))
+
+schema: $(STAMP) ## Regenerate schema.sql: the core's migrations on a scratch database, dumped
+	$(BIN)/python -m convdb.migrate.schema --output schema.sql
 
 embedded-stop: $(STAMP) ## Stop the embedded PostgreSQL started in .convdb/
 	$(BIN)/convdb embedded-stop

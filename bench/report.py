@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from convdb.cli.render import format_table
@@ -128,37 +129,70 @@ def table(figures: Sequence[Figure]) -> str:
     return format_table(HEADER, [f.row() for f in figures])
 
 
-def markdown(figures: Sequence[Figure], *, server_version: str, notes: Sequence[str]) -> str:
+@dataclass
+class Run:
+    """One ``make bench`` run: its figures and where they were measured."""
+
+    figures: list[Figure]
+    server_version: str
+    notes: list[str]
+    date: str = field(default_factory=lambda: f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    cores: int = field(default_factory=lambda: os.cpu_count() or 0)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Run:
+        data = json.loads(text)
+        data["figures"] = [Figure(**f) for f in data["figures"]]
+        return cls(**data)
+
+
+def markdown(run: Run) -> str:
+    """The benchmarks page's generated part: when and where, the table, the notes."""
     lines = [
         "# convdb benchmarks",
         "",
-        "Written by `make bench` (`python -m bench`); rerun it to refresh this file.",
+        "Written by `make bench` (`python -m bench`) with the raw runs beside it in",
+        "`benchmarks.json`; rerun it to refresh both. A test fails when this table",
+        "is not the rendering of that file.",
         "",
-        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- PostgreSQL: {server_version}",
-        f"- machine: {os.cpu_count()} cores",
+        f"- date: {run.date}",
+        f"- PostgreSQL: {run.server_version}",
+        f"- machine: {run.cores} cores",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
     ]
-    for figure in figures:
+    for figure in run.figures:
         cells = [c.replace("|", "\\|") for c in figure.row()]
         lines.append("| " + " | ".join(cells) + " |")
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    if run.notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in run.notes]
     return "\n".join(lines) + "\n"
 
 
-#: Everything after this line in BENCHMARKS.md is written by hand (what limits
-#: each missed figure) and kept when the table is rewritten.
+def generated_part(text: str) -> str:
+    """What ``make bench`` wrote of a benchmarks page (everything before the analysis)."""
+    if ANALYSIS_MARKER in text:
+        text = text[: text.index(ANALYSIS_MARKER)]
+    return text.rstrip("\n") + "\n"
+
+
+#: Everything after this line in the benchmarks page is written by hand (what
+#: limits each missed figure) and kept when the table is rewritten.
 ANALYSIS_MARKER = "<!-- analysis: kept across runs -->"
 
 
-def write(path: Path, text: str) -> None:
-    """Write ``text``, keeping a hand-written analysis that follows the marker."""
+def write(path: Path, run: Run) -> None:
+    """The page at ``path`` (keeping a hand-written analysis that follows the marker)
+    and the raw runs beside it (``path`` with ``.json``)."""
     kept = ""
     if path.exists():
         old = path.read_text(encoding="utf-8")
         if ANALYSIS_MARKER in old:
             kept = "\n" + old[old.index(ANALYSIS_MARKER) :]
-    path.write_text(text + kept, encoding="utf-8")
+    path.write_text(markdown(run) + kept, encoding="utf-8")
+    path.with_suffix(".json").write_text(run.to_json(), encoding="utf-8")

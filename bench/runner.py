@@ -1,4 +1,4 @@
-"""``python -m bench [--smoke] [--output BENCHMARKS.md] [--keep]``: every figure, one table.
+"""``python -m bench [--smoke] [--output docs/benchmarks.md] [--keep]``: every figure, one table.
 
 Builds its own databases on the server of ``DATABASE_URL`` (it needs
 CREATEDB there) or, when unset, on an embedded PostgreSQL in
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,9 @@ import psycopg2
 
 from convdb import migrate as migrate_lib
 
-from . import loader, reads, worker_figures
+from . import loader, provider_figures, reads, serve_figures, worker_figures
 from .loader import Scale
-from .report import Figure, markdown, page_rows, say, table, write
+from .report import Figure, Run, page_rows, say, table, write
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,6 +47,10 @@ class Sizes:
     worker_load: int  # events ingested through the worker for the worker-loaded pages
     worker_load_budget: float  # seconds that load may take at the measured rate
     warm: int = 2_000  # conversations of the mixed canonical backlogs (bench/events.py)
+    serve_latency: int = 2_000  # webhooks per low-concurrency latency figure
+    serve_seconds: float = 10.0  # each 64-connection load
+    serve_rss_seconds: float = 60.0  # the sustained load of the memory figure
+    smoke_serve: bool = False  # the Python load generator even where wrk is installed
 
 
 FULL = Sizes(
@@ -78,6 +83,10 @@ SMOKE = Sizes(
     worker_load=500,
     worker_load_budget=15,
     warm=20,
+    serve_latency=100,
+    serve_seconds=2.0,
+    serve_rss_seconds=3.0,
+    smoke_serve=True,
 )
 
 
@@ -192,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each")
     parser.add_argument("--output", type=Path, help="write the table to this Markdown file")
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
+    parser.add_argument(
+        "--only",
+        choices=["serve", "providers"],
+        help="run only these figures (the webhook receiver's, or its provider adapters')",
+    )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
     server, data_dir = _open_server(args)
@@ -203,9 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         version = server.execute("SHOW server_version")[0]
         template = server.create("template")
         migrate_lib.run(server.url(template), echo=lambda _: None)
-        figures = migrate_figures(server, sizes)
-        figures += read_figures(server, template, sizes, notes)
-        figures += worker_figures.queue_figures(server, template, sizes, notes)
+        figures = []
+        if args.only is None:
+            figures += migrate_figures(server, sizes)
+            figures += read_figures(server, template, sizes, notes)
+            figures += worker_figures.queue_figures(server, template, sizes, notes)
+        if args.only != "providers":
+            figures += serve_figures.serve_figures(server, template, sizes, notes)
+        with tempfile.TemporaryDirectory(prefix="convdb-bench-attachments-") as store:
+            figures += provider_figures.provider_figures(
+                server, template, sizes, notes, Path(store)
+            )
     finally:
         if not args.keep:
             server.drop_all()
@@ -215,6 +237,6 @@ def main(argv: list[str] | None = None) -> int:
             embedded.stop(data_dir)
     print(table(figures))
     if args.output:
-        write(args.output, markdown(figures, server_version=version, notes=notes))
+        write(args.output, Run(figures, version, notes))
         say(f"bench: wrote {args.output}")
     return 0

@@ -15,6 +15,7 @@ from .exceptions import (
     PayloadError,
     PluginError,
     QueueError,
+    TransientError,
 )
 from .plugins import Plugin
 
@@ -32,6 +33,7 @@ __all__ = [
     "PluginError",
     "QueueError",
     "Settings",
+    "TransientError",
     "__version__",
     "connect",
     "database",

@@ -23,4 +23,11 @@ plugin = Plugin(
         "message.received": "convdb.ingest:handle_batch",
         "message.sent": "convdb.ingest:handle_batch",
     },
+    adapters={
+        "standard": "convdb.serve.standard:StandardWebhooks",
+        "twilio": "convdb.serve.providers.twilio:Twilio",
+        "sendgrid": "convdb.serve.providers.sendgrid:SendGrid",
+        "mailgun": "convdb.serve.providers.mailgun:Mailgun",
+        "postmark": "convdb.serve.providers.postmark:Postmark",
+    },
 )

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import peewee
 import psycopg2
 
-from .config import Settings, load_settings, mask_url, validate_url
+from .config import Settings, load_settings
+from .dburl import mask_url, redact, validate_url
 from .exceptions import ConfigError, DatabaseError
 
 database = peewee.DatabaseProxy()
@@ -33,10 +34,10 @@ class ConvdbDatabase(peewee.PostgresqlDatabase):
     """
 
     def __init__(self, url: str, **kwargs) -> None:
-        parts = validate_url(url)
+        params = validate_url(url)
         self.url = url
         kwargs.setdefault("application_name", "convdb")
-        super().__init__(unquote(parts.path.lstrip("/")), dsn=url, **kwargs)
+        super().__init__(params["dbname"], dsn=url, **kwargs)
 
     @property
     def masked_url(self) -> str:
@@ -49,13 +50,15 @@ class ConvdbDatabase(peewee.PostgresqlDatabase):
             cur.execute("SET TIME ZONE 'UTC'")
 
 
+def with_database(url: str, name: str) -> str:
+    """``url`` with its database name replaced by ``name``."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
 def describe_connect_error(url: str, exc: BaseException) -> str:
     """One paragraph on why ``url`` could not be reached, password masked."""
     detail = " ".join(str(exc).split()) or exc.__class__.__name__
-    password = urlsplit(url).password
-    if password:
-        detail = detail.replace(password, "***").replace(unquote(password), "***")
-    return f"cannot connect to {mask_url(url)}: {detail}"
+    return f"cannot connect to {mask_url(url)}: {redact(detail, url)}"
 
 
 def open_database(url: str, *, db_class: type[ConvdbDatabase] = ConvdbDatabase, **kwargs):
@@ -65,7 +68,7 @@ def open_database(url: str, *, db_class: type[ConvdbDatabase] = ConvdbDatabase, 
         db.connect()
     except ConfigError:
         raise
-    except (peewee.OperationalError, psycopg2.OperationalError) as exc:
+    except (peewee.DatabaseError, psycopg2.Error) as exc:
         raise DatabaseError(
             describe_connect_error(url, exc),
             hint="Check DATABASE_URL (host, port, user, password, database name) "

@@ -1,9 +1,9 @@
 """Normalization and 64-bit keys of the dedup tables, and the helpers that intern values.
 
 Every email address, phone number, body and attachment URL is stored once, keyed
-by :func:`dedup_hash` of its normalized form. The triggers of migration
-``005_dedup_triggers`` compute the same normalized value and key for a plain SQL
-``INSERT`` that gives only ``raw``, so both paths meet on one row::
+by :func:`dedup_hash` of its normalized form. The dedup triggers (migration
+``018_dedup_from_raw``) derive the same normalized value and key from ``raw``
+for every row, whoever writes it, so both paths meet on one row::
 
     from convdb.dedup import intern_email_address, normalize_email
 
@@ -14,9 +14,12 @@ by :func:`dedup_hash` of its normalized form. The triggers of migration
   SQL ``convdb_normalize_body_v1``;
 - ``email_addresses.lowered``: :func:`normalize_email`, ``convdb_normalize_email_v1``;
 - ``attachment_urls.normalized``: :func:`normalize_url`, ``convdb_normalize_url_v1``;
-- ``phone_numbers.e164``: :func:`normalize_phone`, ``convdb_normalize_phone_v1``
-  (strict E.164 only: SQL cannot parse phone numbers);
+- ``phone_numbers.e164``: :func:`normalize_phone`, ``convdb_normalize_phone_v2``
+  (numbers written with their country code only: SQL has no libphonenumber);
 - ``hash`` everywhere: :func:`dedup_hash`, ``convdb_hash_v1``.
+
+An empty email address or attachment URL (once trimmed) is refused on both
+paths: ``ValueError`` here, SQLSTATE ``CV004`` from the triggers.
 
 Python and SQL agree on text made of code points assigned in Python's Unicode
 version (``unicodedata.unidata_version``, 14.0 on Python 3.11); the tests check
@@ -132,14 +135,16 @@ def normalize_email(raw: str) -> str:
 @functools.cache
 def _configured_region() -> str:
     # Read once per process: normalization sits on the ingestion hot path.
+    # load_settings() has checked it (ConfigError otherwise).
     return load_settings().phone_region
 
 
 def _phone_region(region: str | None) -> str:
-    source = "region" if region else "CONVDB_PHONE_REGION"
-    region = (region or _configured_region()).upper()
+    if not region:
+        return _configured_region()
+    region = region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"{source}: unknown phone region {region!r} (expected e.g. 'US', 'GB')")
+        raise ValueError(f"region: unknown phone region {region!r} (expected e.g. 'US', 'GB')")
     return region
 
 
@@ -162,22 +167,28 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
     (full-width digits) and trimming :data:`WHITESPACE`:
 
     1. strict E.164 (``+`` then 2-15 digits, first not 0) is kept exactly as
-       written, valid or not: this is the only form the SQL trigger accepts, so
-       both sides agree (``+4402079460958`` stays, though it means
-       ``+442079460958``);
+       written, valid or not, as the SQL twin does (``+4402079460958`` stays,
+       though it means ``+442079460958``);
     2. else a number ``phonenumbers`` parses *and* finds valid is formatted as
        E.164: ``(415) 555-2671`` -> ``+14155552671``, ``1-800-FLOWERS`` ->
        ``+18003569377``, ``011 44 20 7946 0958`` -> ``+442079460958``;
        extensions are dropped (``+1 415 555 2671 ext. 89`` -> ``+14155552671``);
     3. else best effort on the ASCII digits, minus an extension phonenumbers
-       recognised: ``+`` and the digits when the input starts with ``+``, or
-       with ``00`` (``0044 20 7946 0958`` with region US -> ``+442079460958``);
+       recognised: ``+`` and the digits when the input starts with ``+`` or
+       ``tel:+`` (an RFC 3966 global number), or with ``00`` (``0044 20 7946
+       0958`` with region US -> ``+442079460958``);
        the bare digits otherwise, since the country is unknown (``72345`` ->
        ``72345``; ``020 7946 0958`` with region US -> ``02079460958``, not the
        garbage ``+102079460958``). When that form is itself a valid number it
        is formatted as in 2 (``415.555.2671 (cell)`` -> ``+14155552671``),
        which keeps the function idempotent;
     4. no digit at all (``hello``) raises ``ValueError``.
+
+    A number written with its country code (``+`` or ``tel:+``) in digits,
+    spaces, dashes, dots and parentheses comes out as ``+`` and its digits
+    unless libphonenumber drops a trunk prefix (``+44 (0)20 7946 0958`` ->
+    ``+442079460958``): that is the part ``convdb_normalize_phone_v2`` computes
+    in SQL, refusing the rest.
     """
     region = _phone_region(region)
     text = unicodedata.normalize("NFKC", _storable(raw)).strip(WHITESPACE)
@@ -189,7 +200,7 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
     digits = "".join(_ASCII_DIGITS.findall(text))
     if extension and digits.endswith(extension) and len(digits) > len(extension):
         digits = digits[: -len(extension)]
-    if text.startswith("+"):
+    if text.startswith("+") or text[:5].lower() == "tel:+":
         candidate = f"+{digits}"
     elif digits.startswith("00"):  # the international call prefix of most countries
         candidate = f"+{digits[2:]}"
@@ -210,6 +221,7 @@ class DedupTable:
 
     name: str
     column: str
+    empty_ok: bool = True
 
     @property
     def select_sql(self) -> str:
@@ -230,9 +242,9 @@ class DedupTable:
 
 EMAIL_BODIES = DedupTable("email_bodies", "normalized")
 XMS_BODIES = DedupTable("xms_bodies", "normalized")
-EMAIL_ADDRESSES = DedupTable("email_addresses", "lowered")
-PHONE_NUMBERS = DedupTable("phone_numbers", "e164")
-ATTACHMENT_URLS = DedupTable("attachment_urls", "normalized")
+EMAIL_ADDRESSES = DedupTable("email_addresses", "lowered", empty_ok=False)
+PHONE_NUMBERS = DedupTable("phone_numbers", "e164", empty_ok=False)
+ATTACHMENT_URLS = DedupTable("attachment_urls", "normalized", empty_ok=False)
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -282,10 +294,17 @@ def intern_values(
 
     A 64-bit collision (two normalized values with one hash: within
     ``values``, with a stored row, or reported by the table's trigger) raises
-    :class:`~convdb.exceptions.DedupCollisionError`; nothing is merged.
+    :class:`~convdb.exceptions.DedupCollisionError`; nothing is merged. An
+    email address, phone number or URL that is empty once trimmed raises
+    ``ValueError`` before any SQL runs.
     """
     by_hash: dict[int, str] = {}
     for normalized in values:
+        if not normalized and not table.empty_ok:
+            # The triggers refuse it too (SQLSTATE CV004).
+            raise ValueError(
+                f"{table.name}: refusing {_preview(values[normalized])}, empty once trimmed"
+            )
         key = dedup_hash(normalized)
         if by_hash.setdefault(key, normalized) != normalized:
             raise DedupCollisionError(
@@ -310,13 +329,17 @@ def intern_values(
             raise
         raise error from exc
     for id_, key in rows:
-        ids[by_hash[key]] = id_
+        if key in by_hash:
+            ids[by_hash[key]] = id_
     lost = [h for h in missing if by_hash[h] not in ids]
     if lost:  # stored by a concurrent transaction since we looked
         for row in execute(db, table.select_sql, [lost]):
             _found(table, by_hash, ids, row)
     if len(ids) < len(by_hash):
-        raise RuntimeError(f"{table.name}: rows vanished while interning them")
+        raise RuntimeError(
+            f"{table.name}: {len(by_hash) - len(ids)} value(s) not found under their key "
+            "after inserting them (does the database's trigger normalize them differently?)"
+        )
     return ids
 
 
@@ -339,7 +362,8 @@ def intern_email_body(db: peewee.Database, raw: str) -> int:
 
     Every ``intern_*`` helper is :func:`intern_values` for one value: it
     raises :class:`~convdb.exceptions.DedupCollisionError` when the key
-    already belongs to a different normalized value.
+    already belongs to a different normalized value, and ``ValueError`` for
+    an email address or URL that is empty once trimmed.
     """
     return _intern(db, EMAIL_BODIES, raw, normalize_body(raw))
 

@@ -76,3 +76,13 @@ class PayloadError(ConvdbError):
 
     A permanent failure: the event goes to ``dead`` at once.
     """
+
+
+class TransientError(ConvdbError):
+    """Raised by a queue handler for a failure worth retrying (a service that is down).
+
+    The event goes back to ``pending`` with backoff, and ``dead`` after the
+    maximum number of attempts. Any other exception a handler raises is
+    permanent unless it is a lost connection, a deadlock, a serialization
+    failure, a lock or statement timeout, or a cancel (see ``docs/queue.md``).
+    """

@@ -27,7 +27,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -35,13 +34,9 @@ import pytest
 from . import db as convdb_db
 from . import embedded
 from . import migrate as migrate_lib
+from .db import with_database
 
 __all__ = ["Server", "query", "scalar", "with_database"]
-
-
-def with_database(url: str, name: str) -> str:
-    """``url`` with its database name replaced by ``name``."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def query(url: str, sql: str, params=None) -> list[tuple]:

@@ -33,13 +33,14 @@ counted into): nobody else can change those before it commits, and locking
 them again would only cost a WAL record each. DELETE and UPDATE of
 ``messages`` keep 010's functions; TRUNCATE keeps 010's.
 
-The ``_v1``-``_v3`` functions stay defined (unused) so that code written for
-016, which looks for ``_v3`` by name before counting in Python, finds it
-gone from the triggers and leaves the counting to them.
+016's ``_v3`` functions (the baseline's) stay defined, unused, so that code
+written for 016, which looks for ``_v3`` by name before counting in Python,
+finds it gone from the triggers and leaves the counting to them; rollback
+points the triggers back at them.
 
 Existing rows: ``participant_count`` is recomputed as distinct contacts
-(``updated_at`` untouched: a correction, not a change). Rollback points the
-triggers back to 016's ``_v3`` functions and restores the row counts.
+(``updated_at`` untouched: a correction, not a change). Rollback also
+restores the row counts.
 """
 
 from convdb.sqlutil import run_sql

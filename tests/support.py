@@ -1,7 +1,8 @@
 """Helpers for convdb's own tests (no tests in here).
 
 Where the checkout is, console scripts run as real processes, canonical
-payloads, and the SQL that recounts conversation counters from the rows.
+payloads, the SQL that recounts conversation counters from the rows, and the
+core's first migration history as a source.
 Database fixtures and ``query``/``scalar`` come from :mod:`convdb.testing`.
 """
 
@@ -15,10 +16,19 @@ import time
 from pathlib import Path
 
 from convdb import migrate as migrate_lib
+from convdb.migrate import CORE, Source
 from convdb.testing import query
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+# The core's first history (001_core_tables ... 016_counters_by_caller), kept
+# verbatim as a package: applied as the source "core", it builds a database
+# "migrated with the old 15 modules" in the core's own history table.
+HISTORY_0_1 = Source("core", "tests.fixtures.history_0_1", "migratehistory")
+# The core's baseline (the modules that replace that history), and what follows it.
+BASELINE = list(CORE.squashes())
+AFTER_BASELINE = [name for name in CORE.modules() if name not in BASELINE]
 
 # Conversation counters as stored, and as recounted from the rows
 # (participant_count: distinct contacts).
@@ -83,7 +93,7 @@ def snapshot(rows) -> dict[str, list]:
 def migrate_before(url: str, number: str) -> None:
     """Migrate the core at ``url`` up to, not including, migration ``number`` ("019")."""
     migrate_lib.run(url, echo=lambda _: None)
-    later = [n for n in migrate_lib.CORE.modules() if n >= number]
+    later = [n for n in CORE.modules() if n >= number]
     migrate_lib.rollback(url, count=len(later), echo=lambda _: None)
 
 
@@ -106,6 +116,26 @@ def run_cli(
             f"{args} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return result
+
+
+def run_together(url: str, *commands: tuple[str, ...], timeout: float = 120) -> None:
+    """Start console scripts (``("convdb", "migrate")``, ...) at once on ``url``; all exit 0."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = url
+    procs = [
+        subprocess.Popen(
+            [str(BIN / cmd[0]), *cmd[1:]],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cmd in commands
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}: {out}\n{err}"
 
 
 EXAMPLE = {
@@ -159,6 +189,25 @@ def sms_events(n: int, *, customers: int = 10, contacts: int = 100, prefix: str 
     return payloads
 
 
+def fill(url: str, payloads: list, event_type: str = "message.received", keys=None) -> None:
+    """Enqueue ``payloads`` on the database at ``url`` (the API, one transaction)."""
+    from convdb.db import open_database
+    from convdb.queue import enqueue_many
+
+    database = open_database(url)
+    try:
+        enqueue_many(event_type, payloads, idempotency_keys=keys, db=database)
+    finally:
+        database.close()
+
+
+def messages_by_provider_id(url: str) -> tuple[int, int]:
+    """(messages, distinct provider message ids)."""
+    return tuple(
+        query(url, "SELECT count(*), count(DISTINCT provider_message_id) FROM messages")[0]
+    )
+
+
 def status_counts(url: str) -> dict[str, int]:
     return dict(query(url, "SELECT status, count(*) FROM inbound_events GROUP BY 1"))
 
@@ -185,3 +234,50 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, also when peewee wrapped psycopg2's."""
+    for candidate in (exc, *exc.args, exc.__cause__, exc.__context__):
+        if getattr(candidate, "pgcode", None):
+            return candidate.pgcode
+    return None
+
+
+# A password in every DATABASE_URL form of issue 11 (item 8). Each form is built
+# on a URL of the test server ("postgresql://postgres@..."): PIECE marks every
+# part of every password, so no output may contain it.
+PIECE = "Zq8"
+
+
+def url_forms(base: str) -> dict[str, str]:
+    """Name -> DATABASE_URL holding a password, for a server URL ``base``."""
+    from psycopg2.extensions import parse_dsn
+
+    assert base.startswith("postgresql://postgres@"), base
+    params = parse_dsn(base)
+    after = base.removeprefix("postgresql://postgres@")
+    query = "&" if "?" in base else "?"
+    a, b, c = (f"{PIECE}{x}" for x in "abc")
+    keywords = " ".join(f"{k}={v}" for k, v in params.items())
+    return {
+        "?password=": f"{base}{query}password={a}",
+        "?sslpassword=": f"{base}{query}sslpassword={a}",
+        "unencoded /": f"postgresql://postgres:{a}/{b}@{after}",
+        "unencoded ?": f"postgresql://postgres:{a}?{b}@{after}",
+        "unencoded #": f"postgresql://postgres:{a}#{b}@{after}",
+        "unencoded @": f"postgresql://postgres:{a}@{b}@{after}",
+        "unencoded / ? # @": f"postgresql://postgres:{a}/{b}?{c}#{a}@{b}@{after}",
+        "percent-encoded": f"postgresql://postgres:{a}%2F{b}%40{c}@{after}",
+        "keyword form": f"{keywords} password={a}",
+        "keyword form, quoted": f"{keywords} password='{a} {b}'",
+        "no scheme": f"postgres:{a}@{after}",
+        "no scheme, //": f"//postgres:{a}@{after}",
+        "another scheme": f"mysql://postgres:{a}@{after}",
+        "broken %": f"postgresql://postgres:{a}%zz{b}@{after}",
+        "broken % in ?password=": f"{base}{query}password={a}%zz",
+        "unknown parameter": f"postgresql://postgres:{a}@{after}{query}foo=bar",
+        "bad port": f"postgresql://postgres:{a}@127.0.0.1:notaport/x",
+        "no database": f"postgresql://postgres:{a}@127.0.0.1:1",
+        "unreachable": f"postgresql://postgres:{a}@127.0.0.1:1/x?connect_timeout=2",
+    }

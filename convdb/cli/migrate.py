@@ -94,12 +94,20 @@ def status(plugin: str | None, database_url: str | None) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Roll back even while plugins that depend on it have applied migrations.",
+    help="Roll back even when it drops tables or columns that hold rows, and even while "
+    "installed plugins that depend on this source have applied migrations.",
 )
 @database_url_option
 def rollback(plugin: str | None, count: int, force: bool, database_url: str | None) -> None:
     """Undo the last COUNT applied migrations of one source, newest first, each in its own
-    transaction. Refuses to undo what installed plugins depend on, unless --force."""
+    transaction.
+
+    Unless --force, refuses when the rollback would drop a table or column that
+    holds rows: it is tried first in a transaction that is rolled back, and the
+    refusal names each table and column with its row count (a module with
+    TRANSACTIONAL = False cannot be tried; it is undone unchecked). Also refuses
+    to undo what installed plugins depend on, unless --force.
+    """
     undone = migrate_lib.rollback(database_url, plugin=plugin, count=count, force=force)
     click.echo(f"OK: {len(undone)} migration(s) rolled back")
 

@@ -15,7 +15,7 @@ import click
 )
 def demo(database_url: str | None) -> None:
     """Migrate, load a small sample conversation set, print conversation_overview."""
-    from .. import demo as demo_lib
+    from . import demo as demo_lib
 
     demo_lib.run(database_url)
 

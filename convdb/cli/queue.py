@@ -10,12 +10,13 @@ from .options import database_url_option
 
 @click.command()
 @click.argument("event_type")
-@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("file", type=click.File("rb"), default="-")
 @click.option(
     "--key-field",
     metavar="PATH",
     default=None,
-    help="Payload field (dotted path, e.g. message_id) used as each event's idempotency key.",
+    help="Payload field (dotted path, e.g. message_id) whose value, with the event type, "
+    "customer and provider, is each event's idempotency key.",
 )
 @click.option(
     "--delay",
@@ -30,7 +31,8 @@ def enqueue(
 ) -> None:
     """Store events of EVENT_TYPE, one JSON payload per line of FILE (default: stdin).
 
-    Every line is checked first: a line that is not a JSON object is reported
+    The file is stored in one transaction: a line that is not UTF-8, not a
+    JSON object, or over a limit (CONVDB_MAX_PAYLOAD_BYTES, ...) is reported
     with its line number and nothing from the file is stored. Events whose
     idempotency key is already stored are skipped. Idle workers are woken.
     """
@@ -57,6 +59,14 @@ def enqueue(
     default=1000,
     show_default=True,
     help="Events claimed and committed together.",
+)
+@click.option(
+    "--batch-bytes",
+    type=click.IntRange(min=1024),
+    default=None,
+    metavar="BYTES",
+    help="Payload bytes claimed together: a batch stops at --batch-size events or at this "
+    "many bytes of JSON (default 4 MiB).",
 )
 @click.option(
     "--lease",
@@ -92,7 +102,16 @@ def enqueue(
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 @database_url_option
 def queue_worker(
-    burst, concurrency, batch_size, lease, max_attempts, backoff, poll_interval, quiet, database_url
+    burst,
+    concurrency,
+    batch_size,
+    batch_bytes,
+    lease,
+    max_attempts,
+    backoff,
+    poll_interval,
+    quiet,
+    database_url,
 ) -> None:
     """Process queued events: claim, run handlers, record done/retry/dead.
 
@@ -104,6 +123,7 @@ def queue_worker(
 
     config = worker.WorkerConfig(
         batch_size=batch_size,
+        batch_bytes=batch_bytes or worker.BATCH_BYTES,
         lease_seconds=lease,
         max_attempts=max_attempts,
         backoff_base=backoff,

@@ -10,10 +10,12 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from ..migrate.history import listed
 from ..plugins import Found, Problem, dependencies
 
 if TYPE_CHECKING:
     from ..migrate import SourceStatus
+    from ..migrate.squash import Squashed
     from ..migrate.steps import DryRun
     from ..queue import QueueStats
 
@@ -44,6 +46,20 @@ def _when(at) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S") + " UTC" if at else "at an unknown time"
 
 
+def _squash_note(st: SourceStatus, name: str) -> list[str]:
+    """The lines under an applied squash: what it replaces, and their kept history."""
+    lines = [f"      replaces {listed(st.replaces[name])}"]
+    covered = st.covers.get(name)
+    if covered:
+        times = [at for _, at in covered if at]
+        span = f", applied {_when(min(times))} to {_when(max(times))}" if times else ""
+        lines.append(
+            f"      this database ran those modules before ({len(covered)} kept in "
+            f"convdb_replaced_migrations{span}): the squash covers them"
+        )
+    return lines
+
+
 def status_lines(statuses: Iterable[SourceStatus]) -> list[str]:
     """``convdb status``: one header per source, one line per module."""
     lines: list[str] = []
@@ -61,6 +77,10 @@ def status_lines(statuses: Iterable[SourceStatus]) -> list[str]:
             if items
         )
         lines.append(f"{st.source}: {len(st.applied)} applied, {len(st.pending)} pending{extra}")
+        replaced_by: dict[str, list[str]] = {}
+        for squash, names in st.replaces.items():
+            for replaced in names:
+                replaced_by.setdefault(replaced, []).append(squash)
         for name, at in st.applied:
             if name in st.changed:
                 lines.append(
@@ -69,17 +89,52 @@ def status_lines(statuses: Iterable[SourceStatus]) -> list[str]:
                 )
             elif name in st.missing:
                 lines.append(f"  [?] {name}  (applied {_when(at)}; MISSING: the file is gone)")
+            elif name in replaced_by:
+                by = replaced_by[name]
+                more = f" and {len(by) - 1} more" if len(by) > 1 else ""
+                lines.append(f"  [x] {name}  (applied {_when(at)}; replaced by {by[0]}{more})")
             else:
                 note = "; checksum not recorded yet" if name in st.unrecorded else ""
                 lines.append(f"  [x] {name}  (applied {_when(at)}{note})")
+            if name in st.replaces:
+                lines.extend(_squash_note(st, name))
         for name in st.pending:
             if name in st.out_of_order:
                 lines.append(
                     f"  [ ] {name}  (OUT OF ORDER: {st.out_of_order[name]} is already applied)"
                 )
+            elif name in st.to_record:
+                lines.append(
+                    f"  [ ] {name}  (to be recorded as applied without running: the modules it "
+                    f"replaces are applied: {listed(st.replaces[name])})"
+                )
+            elif name in st.replaces:
+                lines.append(f"  [ ] {name}  (replaces {listed(st.replaces[name])})")
             else:
                 lines.append(f"  [ ] {name}")
+        for name, squash in st.replaced_pending.items():
+            lines.append(f"  [-] {name}  (replaced by {squash}: never runs on its own)")
+        for squash, gone in st.unavailable.items():
+            lines.append(
+                f"  [?] {squash}  (CANNOT BE RECORDED: it replaces {listed(gone)}, neither "
+                "applied nor on disk; `convdb migrate` says what to do)"
+            )
     return lines
+
+
+def squash_lines(result: Squashed) -> list[str]:
+    """``convdb squash``: what was written and what to do next."""
+    replaced = listed([f"{name}.py" for name in result.replaces])
+    return [
+        f"wrote {result.path}",
+        f"  it replaces {listed(result.replaces)} of {result.source}",
+        "next:",
+        "  1. review it: it runs each replaced module's code, verbatim and in order",
+        "  2. convdb migrate: a database that applied them all records it as applied "
+        "without running it; a fresh database runs only it",
+        "  3. once every database has applied them, delete the replaced files "
+        f"({replaced}) and keep the squash",
+    ]
 
 
 def dry_run_lines(result: DryRun) -> list[str]:
@@ -92,11 +147,14 @@ def dry_run_lines(result: DryRun) -> list[str]:
         if step.skipped:
             lines.append(f"-- {key}: not tried ({step.skipped})")
             continue
+        if step.recorded:
+            lines.append(f"-- {key}: {step.recorded}")
+            continue
         lines.append(f"-- {key}")
         lines.extend(f"{sql.rstrip(';')};" for sql in step.statements)
         if step.error:
             lines.append(f"-- {key} FAILED: {step.error}")
-    tried = [s for s in result.steps if not s.skipped]
+    tried = [s for s in result.steps if not s.skipped and not s.recorded]
     skipped = len(result.steps) - len(tried)
     tail = f"; {skipped} non-transactional migration(s) not tried" if skipped else ""
     if result.ok:

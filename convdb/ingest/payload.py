@@ -7,7 +7,7 @@ first bad one (``sent_at: ...``, ``to[1].address: ...``): a permanent failure,
 the event goes ``dead`` at once. Whatever passes here fits the schema: texts
 hold no NUL or lone surrogate, timestamps are aware and within range, every
 value that goes into a unique index is short enough for it, addresses are
-well formed and attachment URLs are ``http(s)``.
+well formed and attachment URLs are ``http(s)`` or the attachment store's.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .. import attachments as store
 from .. import dedup
 from ..exceptions import PayloadError
 
 __all__ = [
-    "ATTACHMENT_URL_SCHEMES",
     "EVENT_TYPES",
     "Address",
     "CanonicalMessage",
@@ -40,9 +40,6 @@ MAX_KEY = 500
 #: below the index limit, compressible or not.
 MAX_ADDRESS_BYTES = 320
 MAX_URL = 2048
-#: The schemes an attachment URL may use; an attachment store with a scheme
-#: of its own adds it here.
-ATTACHMENT_URL_SCHEMES = ("http", "https")
 # Besides digits, ASCII letters (1-800-FLOWERS, "ext") and whitespace, what
 # written phone numbers hold, tel: URIs (RFC 3966) included.
 _PHONE_PUNCTUATION = frozenset("+-.()/:;=#*,")
@@ -80,7 +77,7 @@ class CanonicalMessage:
     sent_at: dt.datetime
     received_at: dt.datetime | None
     conversation_key: str | None
-    attachments: tuple[tuple[str, str | None], ...]
+    attachments: tuple[tuple[str, str | None, int | None], ...]  # url, content type, bytes
 
     @property
     def channel(self) -> str:
@@ -226,6 +223,8 @@ def _address(value, path: str, kind: str) -> Address:
 
 
 def _attachment_url(value, path: str) -> str:
+    """An ``http(s)`` URL with a host, or the attachment store's own
+    (:data:`convdb.attachments.URL_SCHEMES`); kept as given."""
     url = _text(value, path, max_len=MAX_URL)
     control = _unprintable(url)
     if control:
@@ -238,13 +237,27 @@ def _attachment_url(value, path: str) -> str:
         parts.port  # noqa: B018 -- raises ValueError for a port out of range
     except ValueError as exc:
         raise PayloadError(f"{path}: not a URL: {exc}") from None
-    schemes = ", ".join(ATTACHMENT_URL_SCHEMES)
-    if parts.scheme.lower() not in ATTACHMENT_URL_SCHEMES:
+    scheme = parts.scheme.lower()
+    if scheme not in store.URL_SCHEMES:
         shown = f"{parts.scheme}:" if parts.scheme else "none"
-        raise PayloadError(f"{path}: scheme {shown} refused; allowed: {schemes}")
-    if not parts.hostname:
+        allowed = ", ".join(store.URL_SCHEMES)
+        raise PayloadError(f"{path}: scheme {shown} refused; allowed: {allowed}")
+    if scheme == store.STORE_SCHEME:
+        if store.digest_of(text) is None:
+            raise PayloadError(f"{path}: not a stored attachment ({store.URL_PREFIX}<sha256 hex>)")
+    elif not parts.hostname:
         raise PayloadError(f"{path}: no host in {text[:80]!r}")
     return url
+
+
+def _size(obj: dict, path: str) -> int | None:
+    """An attachment's optional byte size: a non-negative integer."""
+    value = obj.get("size")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise PayloadError(f"{path}: expected a non-negative integer (bytes)")
+    return value
 
 
 def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
@@ -281,12 +294,13 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
     attachments = _get(obj, "attachments", "attachments", required=False) or []
     if not isinstance(attachments, list):
         raise PayloadError("attachments: expected a list")
-    files: dict[str, str | None] = {}
+    files: dict[str, tuple[str | None, int | None]] = {}
     for i, item in enumerate(attachments):
         item = _object(item, f"attachments[{i}]")
         where = f"attachments[{i}].url"
         url = _attachment_url(_get(item, "url", where), where)
-        files.setdefault(url, _opt_text(item, "content_type", f"attachments[{i}].content_type"))
+        content_type = _opt_text(item, "content_type", f"attachments[{i}].content_type")
+        files.setdefault(url, (content_type, _size(item, f"attachments[{i}].size")))
     received = _get(obj, "received_at", "received_at", required=False)
     return CanonicalMessage(
         customer_key=customer_key,
@@ -302,5 +316,5 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
         sent_at=_timestamp(_get(obj, "sent_at", "sent_at"), "sent_at"),
         received_at=None if received is None else _timestamp(received, "received_at"),
         conversation_key=_opt_text(obj, "conversation_key", "conversation_key"),
-        attachments=tuple(files.items()),
+        attachments=tuple((url, *info) for url, info in files.items()),
     )

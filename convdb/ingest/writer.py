@@ -327,9 +327,11 @@ def _messages(db, batch: list[_Row], people: list[list[tuple[int, str]]]) -> lis
 ATTACHMENTS = """
 WITH u AS (
     SELECT nextval(pg_get_serial_sequence('attachments', 'id')) AS id, u.*
-      FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS u(message_id, url_id, content_type)
+      FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[])
+           AS u(message_id, url_id, content_type, size)
 ), a AS (
-    INSERT INTO attachments (id, url_id, content_type) SELECT id, url_id, content_type FROM u
+    INSERT INTO attachments (id, url_id, content_type, size)
+    SELECT id, url_id, content_type, size FROM u
 )
 INSERT INTO message_attachments (message_id, attachment_id) SELECT message_id, id FROM u
 """
@@ -337,19 +339,16 @@ INSERT INTO message_attachments (message_id, attachment_id) SELECT message_id, i
 
 def _attachments(db, messages: list[CanonicalMessage], ids: list[int | None]) -> None:
     files = [
-        (message_id, url, content_type)
+        (message_id, *file)
         for m, message_id in zip(messages, ids, strict=True)
         if message_id is not None
-        for url, content_type in m.attachments
+        for file in m.attachments
     ]
     if not files:
         return
-    normalized = [dedup.normalize_url(url) for _, url, _ in files]
+    normalized = [dedup.normalize_url(f[1]) for f in files]
     urls = intern(
-        db, dedup.ATTACHMENT_URLS, first(zip(normalized, (u for _, u, _ in files), strict=True))
+        db, dedup.ATTACHMENT_URLS, first(zip(normalized, (f[1] for f in files), strict=True))
     )
-    run(
-        db,
-        ATTACHMENTS,
-        [[m for m, _, _ in files], [urls[n] for n in normalized], [t for _, _, t in files]],
-    )
+    message_ids, _, content_types, sizes = columns(files, 4)
+    run(db, ATTACHMENTS, [message_ids, [urls[n] for n in normalized], content_types, sizes])

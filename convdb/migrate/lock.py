@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from ..db import ConvdbDatabase
+from ..db import ConvdbDatabase, open_database, resolve_url
 
 Echo = Callable[[str], None]
 
@@ -78,3 +78,8 @@ def _lock_holder(cur) -> str:
         return "another session"
     pid, app, addr = row
     return f"backend pid {pid} ({app or 'unknown application'}, {addr or 'local socket'})"
+
+
+def open_locked(url: str | None = None) -> MigrationDatabase:
+    """Connect to ``url`` (default: the configured database), holding the migration lock."""
+    return open_database(url or resolve_url(), db_class=MigrationDatabase)

@@ -25,6 +25,7 @@ import psycopg2.extensions
 from playhouse.migrate import Operation
 
 from ..exceptions import MigrationError
+from .history import forget_replaced
 
 # statements peewee sends for its own transaction handling, not the module's
 _BOOKKEEPING = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE SAVEPOINT)\b", re.I)
@@ -48,9 +49,15 @@ def _run_operations(migrator) -> None:
 
 
 def apply_one(router, name: str, *, downgrade: bool = False) -> None:
-    """Apply (or with ``downgrade`` roll back) module ``name`` of ``router.source``."""
+    """Apply (or with ``downgrade`` roll back) module ``name`` of ``router.source``.
+
+    For a squash, the transaction that records it (or deletes its row) also
+    forgets the replaced rows it stood for that no other squash accounts for
+    (:func:`convdb.migrate.history.forget_replaced`).
+    """
     source = router.source
     db = router.database
+    squash = source.replaces(name) is not None
     transactional = source.transactional(name)
     up, down = router.read(name)
     migrator = router.migrator
@@ -61,6 +68,8 @@ def apply_one(router, name: str, *, downgrade: bool = False) -> None:
             history.delete().where(history.name == name).execute()
         else:
             history.create(name=name, checksum=source.checksum(name))
+        if squash:
+            forget_replaced(db, source, name)
 
     try:
         if transactional:
@@ -94,13 +103,15 @@ def apply_one(router, name: str, *, downgrade: bool = False) -> None:
 
 @dataclass
 class DryRunStep:
-    """One module tried by a dry run: its SQL, and why it failed or was skipped."""
+    """One module tried by a dry run: its SQL, why it failed or was skipped, or a note
+    that it would only be recorded (a squash)."""
 
     source: str
     name: str
     statements: list[str] = field(default_factory=list)
     error: str | None = None
     skipped: str | None = None
+    recorded: str | None = None
 
 
 @dataclass

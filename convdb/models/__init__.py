@@ -19,6 +19,7 @@ from .core import (
 )
 from .dedup import AttachmentUrl, EmailAddress, EmailBody, PhoneNumber, XmsBody
 from .queue import EVENT_STATUSES, InboundEvent
+from .serve import WebhookEndpoint, WebhookNonce
 
 CORE_MODELS = (
     Customer,
@@ -34,7 +35,8 @@ CORE_MODELS = (
 )
 DEDUP_MODELS = (EmailBody, XmsBody, PhoneNumber, EmailAddress, AttachmentUrl)
 QUEUE_MODELS = (InboundEvent,)
-ALL_MODELS = CORE_MODELS + DEDUP_MODELS + QUEUE_MODELS
+SERVE_MODELS = (WebhookEndpoint, WebhookNonce)
+ALL_MODELS = CORE_MODELS + DEDUP_MODELS + QUEUE_MODELS + SERVE_MODELS
 
 __all__ = [
     "ALL_MODELS",
@@ -46,6 +48,7 @@ __all__ = [
     "PARTICIPANT_ROLES",
     "PROVIDER_KINDS",
     "QUEUE_MODELS",
+    "SERVE_MODELS",
     "Attachment",
     "AttachmentUrl",
     "BaseModel",
@@ -62,5 +65,7 @@ __all__ = [
     "MessageAttachment",
     "PhoneNumber",
     "Provider",
+    "WebhookEndpoint",
+    "WebhookNonce",
     "XmsBody",
 ]

@@ -112,7 +112,7 @@ class Conversation(BaseModel):
     thread_key = peewee.TextField(null=True)
     created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
     updated_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
-    # Counters kept by the database's triggers (migration 010), whoever writes
+    # Counters kept by the database's triggers (003_baseline_counters), whoever writes
     # messages and participants: read them, never set them.
     last_message_at = TimestampTZField(null=True)
     message_count = peewee.BigIntegerField(constraints=[peewee.SQL("DEFAULT 0")])
@@ -165,6 +165,7 @@ class Attachment(BaseModel):
     id = BigIdentityField()
     url = peewee.ForeignKeyField(AttachmentUrl, backref="attachments")
     content_type = peewee.TextField(null=True)
+    size = peewee.BigIntegerField(null=True)  # bytes, when convdb stored them (migration 021)
     created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
 
     class Meta:

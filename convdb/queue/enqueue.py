@@ -3,10 +3,11 @@
 ::
 
     import convdb
-    from convdb.queue import enqueue, enqueue_many
+    from convdb.queue import enqueue, enqueue_many, namespaced_key
 
     convdb.connect()                                   # binds convdb.database
-    event_id = enqueue("message.received", payload, idempotency_key="sendgrid:abc123")
+    key = namespaced_key("endpoint", endpoint_id, delivery_id)
+    event_id = enqueue("message.received", payload, idempotency_key=key)
     ids = enqueue_many("message.received", payloads, delay=30)
 
 Each call is one transaction (a single statement, one round trip, for up to
@@ -14,22 +15,32 @@ Each call is one transaction (a single statement, one round trip, for up to
 the database), and ``NOTIFY`` wakes idle workers when it commits.
 An event whose ``idempotency_key`` is already stored is skipped: a webhook
 delivered twice is stored once. ``delay`` (seconds or a ``timedelta``) makes
-the event due later.
+the event due later. Every event is checked against the limits of
+:mod:`convdb.queue.limits` first; one that breaks them raises
+:class:`~convdb.exceptions.PayloadError` (the payload) or
+:class:`~convdb.exceptions.QueueError` (event type, key) and nothing of the
+call is stored.
+
+Idempotency keys are global to the table: a key derived from a payload must
+say whose it is. :func:`namespaced_key` builds such keys; ``convdb enqueue
+--key-field`` uses :func:`key_of` (event type, customer, provider, value).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO
 
 import peewee
 
-from ..exceptions import PayloadError, QueueError
+from ..exceptions import ConvdbError, PayloadError, QueueError
+from . import limits as limits_mod
+from .limits import Limits, check_event_type, check_key
 from .manager import QueueManager
 
-__all__ = ["enqueue", "enqueue_many", "read_payloads"]
+__all__ = ["enqueue", "enqueue_many", "key_of", "namespaced_key", "read_events"]
 
 Delay = float | int | dt.timedelta | None
 
@@ -47,20 +58,26 @@ def _database(db: peewee.Database | None) -> peewee.Database:
     return database
 
 
-def _seconds(delay: Delay) -> float:
+def delay_seconds(delay: Delay) -> float:
+    """``delay`` in seconds, or :class:`QueueError` outside 0 to ten years."""
     if delay is None:
         return 0.0
     seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else float(delay)
-    if seconds < 0:
-        raise QueueError(f"delay must not be negative, got {delay!r}")
+    if not 0 <= seconds < 10 * 365 * 86400:
+        raise QueueError(f"delay must be from 0 to ten years, got {delay!r}")
     return seconds
 
 
-def _check(event_type: str, payload, where: str = "payload") -> None:
-    if not isinstance(event_type, str) or not event_type.strip():
-        raise QueueError(f"event type must be a non-empty string, got {event_type!r}")
-    if not isinstance(payload, dict):
-        raise PayloadError(f"{where}: expected a JSON object, got {type(payload).__name__}")
+def _located(exc: ConvdbError, where: str, suffix: str = "") -> ConvdbError:
+    """``exc`` again with ``where`` in front of its message."""
+    return type(exc)(f"{where}: {exc.message}{suffix}", hint=exc.hint)
+
+
+def _row(event_type: str, payload, key, limits: Limits, where: str) -> tuple[str, str | None]:
+    try:
+        return limits_mod.encode(payload, limits), check_key(key, limits)
+    except (PayloadError, QueueError) as exc:
+        raise _located(exc, where) from None
 
 
 def enqueue(
@@ -70,12 +87,16 @@ def enqueue(
     idempotency_key: str | None = None,
     delay: Delay = None,
     db: peewee.Database | None = None,
+    limits: Limits | None = None,
 ) -> int | None:
-    """Store one event; its id, or None when ``idempotency_key`` is already stored."""
-    _check(event_type, payload)
-    ids = QueueManager(_database(db)).insert(
-        [(event_type, payload, idempotency_key, _seconds(delay))]
-    )
+    """Store one event; its id, or None when ``idempotency_key`` is already stored.
+
+    ``limits`` default to the settings' (:func:`convdb.queue.limits.configured`).
+    """
+    limits = limits or limits_mod.configured()
+    check_event_type(event_type, limits)
+    text, key = _row(event_type, payload, idempotency_key, limits, "payload")
+    ids = QueueManager(_database(db)).insert([(event_type, text, key, delay_seconds(delay))])
     return ids[0] if ids else None
 
 
@@ -86,56 +107,115 @@ def enqueue_many(
     idempotency_keys: Sequence[str | None] | None = None,
     delay: Delay = None,
     db: peewee.Database | None = None,
+    limits: Limits | None = None,
 ) -> list[int]:
     """Store many events of one type in one transaction; the ids of those stored.
 
     ``idempotency_keys``, when given, has one key (or None) per payload. Events
     whose key is already stored (or repeated earlier in the batch) are skipped.
     """
+    limits = limits or limits_mod.configured()
+    check_event_type(event_type, limits)
     payloads = list(payloads)
     keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(payloads)
     if len(keys) != len(payloads):
         raise QueueError(f"{len(payloads)} payloads but {len(keys)} idempotency keys")
-    for i, payload in enumerate(payloads):
-        _check(event_type, payload, f"payload {i}")
-    seconds = _seconds(delay)
-    rows = [(event_type, p, k, seconds) for p, k in zip(payloads, keys, strict=True)]
+    seconds = delay_seconds(delay)
+    rows = []
+    for i, (payload, key) in enumerate(zip(payloads, keys, strict=True)):
+        text, key = _row(event_type, payload, key, limits, f"payload {i}")
+        rows.append((event_type, text, key, seconds))
     return QueueManager(_database(db)).insert(rows)
 
 
-def read_payloads(stream: IO[str], name: str = "<stdin>") -> list[dict]:
-    """One JSON object per line (blank lines skipped); all of them, or PayloadError.
+def namespaced_key(*parts: object) -> str:
+    """An idempotency key that says whose it is: ``parts`` as a compact JSON array.
 
-    The error names the file and the first bad line, so nothing is stored
-    from a file with a bad line.
+    ``namespaced_key("message.received", "acme", "sms", "twilio", "SM123")``
+    is ``["message.received","acme","sms","twilio","SM123"]``: unambiguous
+    whatever the parts hold, and readable in ``inbound_events``. Parts are
+    strings (numbers are written as text) or None.
     """
-    payloads = []
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            payload = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PayloadError(
-                f"{name}, line {number}: not JSON ({exc.msg} at column {exc.colno}); "
-                "nothing was stored"
-            ) from None
-        if not isinstance(payload, dict):
-            raise PayloadError(
-                f"{name}, line {number}: expected a JSON object, got "
-                f"{type(payload).__name__}; nothing was stored"
-            )
-        payloads.append(payload)
-    return payloads
+    texts = [None if p is None else p if isinstance(p, str) else str(p) for p in parts]
+    return json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
 
 
-def key_of(payload: dict, path: str) -> str | None:
-    """The value at the dotted ``path`` of ``payload`` as an idempotency key (or None)."""
+def _scalar(value) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _field(payload, path: str):
     value = payload
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
             return None
         value = value[part]
-    if value is None or isinstance(value, dict | list):
+    return value
+
+
+def key_of(event_type: str, payload: dict, path: str) -> str | None:
+    """The idempotency key of ``payload`` from its field at the dotted ``path`` (or None).
+
+    Namespaced by event type, customer (``customer.key``) and provider
+    (``provider.kind``, ``provider.name``), so two customers or two providers
+    that use the same message id never share a key. Parts a payload lacks
+    are null.
+    """
+    value = _scalar(_field(payload, path))
+    if value is None:
         return None
-    return str(value)
+    owners = ("customer.key", "provider.kind", "provider.name")
+    return namespaced_key(event_type, *(_scalar(_field(payload, p)) for p in owners), value)
+
+
+def read_events(
+    stream: IO[bytes] | IO[str],
+    name: str,
+    event_type: str,
+    *,
+    key_field: str | None = None,
+    limits: Limits,
+) -> Iterator[tuple[str, str | None]]:
+    """``(payload JSON text, idempotency key)`` for each line of ``stream``; blank lines skipped.
+
+    A bad line (not UTF-8, not a JSON object, over a limit, something
+    PostgreSQL cannot store, a key too long) raises
+    :class:`~convdb.exceptions.PayloadError` or
+    :class:`~convdb.exceptions.QueueError` naming ``name`` and the line,
+    before anything after it is read. A line may be at most six times the
+    payload limit long (the longest JSON escape of one stored byte).
+    """
+    longest = 6 * limits.payload_bytes + 2
+    number = 0
+    while raw := stream.readline(longest):
+        number += 1
+        where = f"{name}, line {number}"
+        end = b"\n" if isinstance(raw, bytes) else "\n"
+        if len(raw) >= longest and not raw.endswith(end):
+            raise PayloadError(
+                f"{where}: longer than {longest - 2:,} characters, six times the payload limit "
+                "(CONVDB_MAX_PAYLOAD_BYTES); nothing was stored"
+            )
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            raise PayloadError(
+                f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                f"{exc.start + 1}); nothing was stored"
+            ) from None
+        if not text.strip():
+            continue
+        try:
+            payload = limits_mod.decode(text, limits)
+            stored = limits_mod.encode(payload, limits)
+        except PayloadError as exc:
+            raise _located(exc, where, "; nothing was stored") from None
+        key = None
+        if key_field:
+            try:
+                key = check_key(key_of(event_type, payload, key_field), limits)
+            except QueueError as exc:
+                raise _located(exc, f"{where}: {key_field}", "; nothing was stored") from None
+        yield stored, key

@@ -9,7 +9,6 @@ decides whether a failure is worth retrying.
 from __future__ import annotations
 
 import contextlib
-import json
 import select
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,16 +16,19 @@ from dataclasses import dataclass, field
 import peewee
 import psycopg2
 
-from ..exceptions import ConvdbError, DedupCollisionError, PayloadError, QueueError
+from ..exceptions import ConvdbError, QueueError, TransientError
 from ..models import InboundEvent
 from ..sqlarray import Array
 from . import queries
+from .limits import BATCH_BYTES, Limits
 
-# SQLSTATEs worth retrying: serialization_failure, deadlock_detected,
-# lock_not_available, query_canceled (statement_timeout), and the
-# connection/operator-intervention classes (08, 57P0x: server shut down).
+# The only failures worth retrying (the classification table is in
+# docs/queue.md): serialization_failure, deadlock_detected,
+# lock_not_available (lock_timeout), query_canceled (statement_timeout or an
+# administrator's pg_cancel_backend), and lost connections: class 08 and the
+# server going away (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03
+# cannot_connect_now). Every other error is permanent.
 TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"}
-PERMANENT_ERRORS = (PayloadError, DedupCollisionError)
 INSERT_SLICE = 10_000  # enqueue: rows per statement
 
 
@@ -71,29 +73,42 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Retry with backoff (True) or give up at once (False)?
+    """Retry with backoff (True) or send the event dead at once (False)?
 
-    Permanent: invalid payloads, dedup collisions, data errors (SQLSTATE class
-    22: a value the database can never accept). Transient: lost connections,
-    deadlocks, serialization failures, timeouts, and any other exception a
-    handler raises (a bug fixed by a deploy, an unavailable service), up to
-    the maximum number of attempts.
+    Transient: a lost connection, a deadlock, a serialization failure, a lock
+    or statement timeout, an administrator's cancel (SQLSTATEs above), and a
+    :class:`~convdb.exceptions.TransientError` a handler raises on purpose.
+    Everything else is permanent: invalid payloads, data the database refuses
+    (an index row too large, a value out of range), Python errors such as
+    ``OverflowError``, ``RecursionError`` or ``MemoryError``: running the same
+    event again would fail the same way.
     """
-    if isinstance(exc, PERMANENT_ERRORS):
-        return False
-    if isinstance(exc, ConvdbError) and not isinstance(exc, QueueError):
-        return False
+    if any(isinstance(e, TransientError) for e in _chain(exc)):
+        return True
     code = sqlstate(exc)
-    return not (code and code.startswith("22"))
+    if code is not None:
+        return code in TRANSIENT_SQLSTATES or code.startswith("08")
+    return is_connection_error(exc)
+
+
+def _text(value: object) -> str:
+    try:
+        text = str(value)
+    except Exception:  # a broken __str__ must not fail the event's neighbours
+        text = "<unprintable>"
+    # last_error is TEXT: no NUL, valid UTF-8.
+    text = text.replace("\x00", "\\x00").encode("utf-8", "replace").decode("utf-8")
+    return " ".join(text.split())
 
 
 def describe(exc: BaseException) -> str:
-    """A one-paragraph, readable error for ``last_error``."""
+    """A one-paragraph, readable error for ``last_error`` (storable, at most 2,000 characters)."""
     if isinstance(exc, ConvdbError):
-        text = str(exc)
+        text = _text(exc)
     else:
-        inner = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], Exception) else exc
-        text = f"{type(inner).__name__}: {' '.join(str(inner).split())}"
+        args = getattr(exc, "args", ())
+        inner = args[0] if len(args) == 1 and isinstance(args[0], BaseException) else exc
+        text = f"{type(inner).__name__}: {_text(inner)}".rstrip(": ")
     return text[:2000]
 
 
@@ -170,14 +185,33 @@ class QueueManager:
 
     # --- the worker's statements --------------------------------------------------
 
-    def claim(self, worker: str, limit: int, lease: float, max_attempts: int):
-        """Claim up to ``limit`` due events (committed at once).
+    def claim(
+        self,
+        worker: str,
+        limit: int,
+        lease: float,
+        max_attempts: int,
+        *,
+        max_bytes: int = BATCH_BYTES,
+        max_payload_bytes: int = Limits.payload_bytes,
+    ):
+        """Claim up to ``limit`` due events, about ``max_bytes`` of payloads (committed at once).
 
         Returns ``(claimed, abandoned)``: ``InboundEvent`` instances now
         ``processing`` under ``worker``'s lease, and the count of expired
-        leases that had used up their attempts and went dead.
+        leases that went dead (the event killed its worker alone on its last
+        attempt). A claimed event's ``payload`` is its JSON *text*, still to
+        be decoded (:func:`convdb.queue.limits.decode`), or None when it is
+        over ``max_payload_bytes`` (``payload_bytes`` says how big it is).
         """
-        params = {"limit": limit, "worker": worker, "lease": lease, "max_attempts": max_attempts}
+        params = {
+            "limit": limit,
+            "worker": worker,
+            "lease": lease,
+            "max_attempts": max_attempts,
+            "max_bytes": max_bytes,
+            "max_payload_bytes": max_payload_bytes,
+        }
         with translated("claim events"):
             cursor = self.db.execute_sql(queries.CLAIM, params)
             columns = [c[0] for c in cursor.description]
@@ -273,15 +307,17 @@ class QueueManager:
 
     # --- enqueue ------------------------------------------------------------------------
 
-    def insert(self, rows: Sequence[tuple[str, dict, str | None, float]]) -> list[int]:
-        """Store ``(event_type, payload, idempotency_key, delay_seconds)`` rows; new ids.
+    def insert(self, rows: Sequence[tuple[str, str, str | None, float]]) -> list[int]:
+        """Store ``(event_type, payload JSON text, idempotency_key, delay_seconds)`` rows; new ids.
 
-        One ``INSERT ... SELECT FROM unnest(...)`` per :data:`INSERT_SLICE` rows
-        with its ``NOTIFY`` (idle workers wake when it commits); rows whose
-        idempotency key is already stored are skipped. Outside a transaction,
-        up to one slice is a single statement that commits on its own (one
-        round trip); more slices run in one transaction; inside the caller's
-        transaction it is a savepoint, so a failure leaves that transaction usable.
+        The text is what :func:`convdb.queue.limits.encode` made (checked
+        against the limits). One ``INSERT ... SELECT FROM unnest(...)`` per
+        :data:`INSERT_SLICE` rows with its ``NOTIFY`` (idle workers wake when
+        it commits); rows whose idempotency key is already stored are
+        skipped. Outside a transaction, up to one slice is a single statement
+        that commits on its own (one round trip); more slices run in one
+        transaction; inside the caller's transaction it is a savepoint, so a
+        failure leaves that transaction usable.
         """
         if not rows:
             return []
@@ -292,11 +328,10 @@ class QueueManager:
             with self.db.atomic():
                 return [i for part in slices for i in self._insert(part)]
 
-    def _insert(self, rows: Sequence[tuple[str, dict, str | None, float]]) -> list[int]:
-        dumps = json.JSONEncoder(ensure_ascii=False).encode
+    def _insert(self, rows: Sequence[tuple[str, str, str | None, float]]) -> list[int]:
         params = {
             "types": Array([r[0] for r in rows]),
-            "payloads": Array([dumps(r[1]) for r in rows]),
+            "payloads": Array([r[1] for r in rows]),
             "keys": Array([r[2] for r in rows]),
             "delays": Array([float(r[3]) for r in rows]),
             "channel": queries.CHANNEL,

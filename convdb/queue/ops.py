@@ -10,13 +10,18 @@ does one job and closes it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO
 
 from ..db import closing, connect
 from ..exceptions import ConfigError
-from .enqueue import enqueue_many, key_of, read_payloads
+from .enqueue import delay_seconds, read_events
+from .limits import Limits, check_event_type, configured
 from .manager import QueueManager, QueueStats
+
+# convdb enqueue: lines stored per statement.
+SLICE_ROWS = 1000
+SLICE_BYTES = 1024 * 1024
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -40,25 +45,48 @@ def parse_duration(text: str) -> float:
 
 def enqueue_file(
     event_type: str,
-    stream: IO[str],
+    stream: IO[bytes] | IO[str],
     *,
     name: str = "<stdin>",
     key_field: str | None = None,
     delay: float = 0.0,
     url: str | None = None,
+    limits: Limits | None = None,
 ) -> tuple[int, int]:
     """Enqueue one payload per line of ``stream``; ``(stored, skipped as duplicates)``.
 
-    Every line is parsed before anything is stored: a line that is not a JSON
-    object raises :class:`~convdb.exceptions.PayloadError` naming it, and
-    nothing from the file is stored. ``key_field`` (a dotted path such as
-    ``message_id``) takes each event's idempotency key from its payload.
+    All in one transaction, read and stored in slices (memory stays flat
+    whatever the file): a bad line raises an error naming it
+    (:func:`~convdb.queue.enqueue.read_events`), the transaction is rolled
+    back and nothing from the file is stored. ``key_field`` (a dotted path
+    such as ``message_id``) gives each event an idempotency key from its
+    payload, namespaced by event type, customer and provider
+    (:func:`~convdb.queue.enqueue.key_of`).
     """
-    payloads = read_payloads(stream, name)
-    keys = [key_of(p, key_field) for p in payloads] if key_field else None
-    with closing(connect(url, bind=False)) as db:
-        ids = enqueue_many(event_type, payloads, idempotency_keys=keys, delay=delay, db=db)
-    return len(ids), len(payloads) - len(ids)
+    limits = limits or configured()
+    check_event_type(event_type, limits)
+    delay = delay_seconds(delay)
+    lines = read_events(stream, name, event_type, key_field=key_field, limits=limits)
+    stored = total = 0
+    with closing(connect(url, bind=False)) as db, db.atomic():
+        manager = QueueManager(db)
+        for part in _slices(lines):
+            stored += len(manager.insert([(event_type, text, key, delay) for text, key in part]))
+            total += len(part)
+    return stored, total - stored
+
+
+def _slices(lines: Iterator[tuple[str, str | None]]) -> Iterator[list[tuple[str, str | None]]]:
+    """Up to :data:`SLICE_ROWS` lines or about :data:`SLICE_BYTES` of payloads at a time."""
+    part, size = [], 0
+    for text, key in lines:
+        part.append((text, key))
+        size += len(text)
+        if len(part) >= SLICE_ROWS or size >= SLICE_BYTES:
+            yield part
+            part, size = [], 0
+    if part:
+        yield part
 
 
 def stats(url: str | None = None) -> QueueStats:

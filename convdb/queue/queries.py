@@ -6,7 +6,8 @@
     pending --CLAIM--> processing --(batch commits)--> done
        ^                  |  \\--permanent failure--> dead
        |                  |--transient failure, attempts < max--> pending (later)
-       |                  \\--lease expired (worker died)--> claimable again, or dead at max
+       |                  \\--lease expired (worker died)--> claimable again, in a group half
+       |                                      the size; dead at max if it was held alone
        \\------------------------------RETRY_DEAD------------------------------ dead
 """
 
@@ -15,12 +16,22 @@ CHANNEL = "convdb_inbound_events"
 
 # When a row is due: a pending row at ``available_at``, a processing row when
 # its lease (``locked_until``) runs out. Written exactly as in the expression
-# of ``inbound_events_claim_idx`` (migration 008) so the planner can use it.
+# of ``inbound_events_claim_idx`` (``004_baseline_views_and_queue``) so the planner
+# can use it.
 DUE = "(CASE status WHEN 'pending' THEN available_at ELSE locked_until END)"
+
+# Parts of the claim's UPDATE, about the row as it was before the claim (``e``).
+# Its lease expired: the worker holding it stopped (killed, out of memory, a
+# crash in a C extension) or lost the database.
+EXPIRED = "e.status = 'processing'"
+# ... and it was held alone, so it alone can have stopped that worker.
+ALONE = "coalesce(e.claim_group, 1) = 1"
+# ... on its last allowed attempt: it goes dead instead of round again.
+SPENT = f"{EXPIRED} AND {ALONE} AND e.attempts >= %(max_attempts)s"
 
 CLAIM = f"""
 WITH due AS (
-    SELECT id
+    SELECT id, {DUE} AS due_at, status, claim_group, payload_bytes
       FROM inbound_events
      -- Only pending and processing rows are in the partial index: done and
      -- dead rows, however many, are never scanned.
@@ -28,8 +39,8 @@ WITH due AS (
        -- Due now: a pending row whose time has come, or a processing row
        -- whose lease expired (its worker died or lost the database).
        AND {DUE} <= now()
-     -- Oldest due first, walking the index in order: no sort, and LIMIT stops
-     -- the scan after the batch.
+     -- Oldest due first, walking the index in order: the scan is not sorted,
+     -- and LIMIT stops it after a batch.
      ORDER BY {DUE}, id
      LIMIT %(limit)s
      -- Lock the chosen rows; rows another worker is claiming (or a batch is
@@ -37,29 +48,67 @@ WITH due AS (
      -- and committed by another worker since our snapshot is re-checked
      -- against the WHERE clause and no longer due: no event is claimed twice.
      FOR UPDATE SKIP LOCKED
+), running AS (
+    -- Over the locked rows in due order (a sort of at most one batch:
+    -- locking leaves the index order unknown to the planner).
+    SELECT id,
+           row_number() OVER w AS n,
+           -- Crash isolation: a row whose lease expired was held by a worker
+           -- that died with it. It may now be claimed only in a group of at
+           -- most half the size of the group it was in, so a batch a
+           -- crashing event is in halves at each crash, down to one event.
+           min(CASE WHEN status = 'processing' THEN greatest(claim_group / 2, 1) END)
+               OVER w AS group_limit,
+           -- Bytes of the payloads up to this row; a payload over the size
+           -- limit is never sent (see RETURNING) and weighs nothing.
+           sum(CASE WHEN payload_bytes <= %(max_payload_bytes)s THEN payload_bytes ELSE 0 END)
+               OVER w AS bytes_through
+      FROM due
+    WINDOW w AS (ORDER BY due_at, id ROWS UNBOUNDED PRECEDING)
+), chosen AS (
+    -- The longest run from the oldest row that keeps within every row's
+    -- group limit and within max_bytes (the first row always: an event is
+    -- never too big to be claimed). Rows locked but not chosen stay as they
+    -- are, due first for the next claim.
+    SELECT id FROM running
+     WHERE n <= coalesce(group_limit, n) AND (n = 1 OR bytes_through <= %(max_bytes)s)
 )
 UPDATE inbound_events AS e
-       -- A row whose lease expired after its last allowed attempt killed or
-       -- stalled a worker every time: it goes dead instead of round again.
-   SET status = CASE WHEN e.status = 'processing' AND e.attempts >= %(max_attempts)s
-                     THEN 'dead' ELSE 'processing' END,
-       last_error = CASE WHEN e.status = 'processing' AND e.attempts >= %(max_attempts)s
-                         THEN 'abandoned: the worker holding it stopped (lease expired) on '
-                              || 'attempt ' || e.attempts || ' of ' || %(max_attempts)s
-                         ELSE e.last_error END,
+   SET status = CASE WHEN {SPENT} THEN 'dead' ELSE 'processing' END,
+       last_error = CASE
+           WHEN {SPENT}
+           THEN 'abandoned: its worker (' || coalesce(e.locked_by, '?') || ') stopped while '
+                || 'processing this event alone (lease expired) on attempt ' || e.attempts
+                || ' of ' || %(max_attempts)s || ': the event kills or stalls its worker'
+           WHEN {EXPIRED} AND {ALONE}
+           THEN 'abandoned on attempt ' || e.attempts || ': its worker ('
+                || coalesce(e.locked_by, '?') || ') stopped while processing it alone '
+                || '(lease expired)'
+           WHEN {EXPIRED}
+           THEN 'reclaimed: its worker (' || coalesce(e.locked_by, '?') || ') stopped while '
+                || 'processing it in a group of ' || e.claim_group || ' (lease expired); '
+                || 'the attempt was given back'
+           ELSE e.last_error END,
        -- Counted at claim time and committed at once, so an event that kills
-       -- its worker still uses up its attempts.
-       attempts = e.attempts + CASE WHEN e.status = 'processing'
-                                     AND e.attempts >= %(max_attempts)s THEN 0 ELSE 1 END,
+       -- its worker uses up its attempts; but only when it was held alone:
+       -- a row of a bigger group gets back the attempt it was charged (net
+       -- zero), since any of its group may have been the culprit.
+       attempts = e.attempts + CASE WHEN {EXPIRED} AND NOT {ALONE} THEN 0
+                                    WHEN {SPENT} THEN 0 ELSE 1 END,
+       claim_group = (SELECT count(*) FROM chosen),
        -- The lease: until then no other worker takes the row.
        locked_by = %(worker)s,
        locked_until = now() + make_interval(secs => %(lease)s),
-       processed_at = CASE WHEN e.status = 'processing' AND e.attempts >= %(max_attempts)s
-                           THEN now() ELSE NULL END
+       processed_at = CASE WHEN {SPENT} THEN now() END
        -- By primary key: an array of ids, never a join that could hash the table.
- WHERE e.id = ANY(ARRAY(SELECT id FROM due))
-RETURNING e.id, e.event_type, e.payload, e.idempotency_key, e.received_at, e.available_at,
-          e.attempts, e.status, e.last_error, e.locked_by, e.locked_until
+ WHERE e.id = ANY(ARRAY(SELECT id FROM chosen))
+-- The payload as text: the worker decodes each on its own, so one that
+-- cannot be decoded fails its event alone. NULL when over the size limit.
+RETURNING e.id, e.event_type,
+          CASE WHEN e.status = 'processing' AND e.payload_bytes <= %(max_payload_bytes)s
+               THEN e.payload::text END AS payload,
+          e.idempotency_key, e.received_at, e.available_at, e.attempts, e.status,
+          e.last_error, e.locked_by, e.locked_until, e.payload_bytes, e.claim_group
 """
 
 # At the start of a batch transaction: lock the claimed rows that are still

@@ -7,31 +7,40 @@
 
 Each worker thread (``concurrency`` of them, each with its own connection):
 
-1. claims up to ``batch_size`` due events in one short committed statement
-   (``FOR UPDATE SKIP LOCKED``; the attempt is counted and a lease of
-   ``lease_seconds`` taken);
-2. processes the batch in ONE transaction, optimistically first: it locks the
-   rows still under its lease, runs the handlers (a batch handler gets all of
-   its events in one call) and marks every success ``done`` in one statement,
-   in the same commit as the handlers' writes. If anything fails, that
-   transaction is rolled back and the batch is redone event by event, each
-   handler inside its own savepoint. Success: the handler's writes stay and
-   the event becomes ``done`` in the same commit. Failure: rollback to the
-   savepoint (its neighbours are untouched) and the event becomes ``dead``
-   (permanent failure, or the last attempt) or ``pending`` again with
-   exponential backoff and jitter. A deadlock or serialization failure first
-   commits the batch so far (releasing every lock) and retries the event at
-   once, up to twice. Effects in the database happen exactly once; a handler
-   may be called again for an event whose first run was rolled back;
-3. when idle, waits on ``LISTEN`` (woken by ``enqueue``'s ``NOTIFY``), polling
+1. claims up to ``batch_size`` due events, and at most about ``batch_bytes``
+   of payloads, in one short committed statement (``FOR UPDATE SKIP
+   LOCKED``; the attempt is counted and a lease of ``lease_seconds`` taken);
+2. decodes each payload on its own and checks it against the limits
+   (:mod:`convdb.queue.limits`): one that cannot be decoded, or breaks a
+   limit, goes ``dead`` alone;
+3. processes the batch in ONE transaction, optimistically first: it marks
+   the rows still under its lease ``done`` (which locks them), runs the
+   handlers (a batch handler gets all of its events in one call) and
+   commits, so the handlers' writes and the events' status commit together.
+   If anything fails (any exception: ``RecursionError`` and ``MemoryError``
+   included), the transaction is rolled back and the batch is split: around
+   the event whose handler raised (the events before it, the event alone,
+   the events after it), or in halves when the culprit is unknown (a batch
+   handler raised). Each part is processed the same way; an event alone
+   runs in a savepoint and is classified (:func:`~convdb.queue.manager.is_transient`):
+   ``dead`` at once when permanent, ``pending`` again with exponential
+   backoff and jitter when transient (``dead`` after the last attempt). A
+   deadlock or serialization failure is retried at once, up to twice.
+   Effects in the database happen exactly once; a handler may be called
+   again for an event whose batch was rolled back;
+4. when idle, waits on ``LISTEN`` (woken by ``enqueue``'s ``NOTIFY``), polling
    every ``poll_interval`` seconds and at the next scheduled retry anyway.
 
-A worker that dies leaves its claimed events ``processing`` under a lease
-that expires: any worker then claims them again, and one whose attempts are
-used up goes ``dead``. SIGTERM/SIGINT: stop claiming, finish the event in
-hand, commit, release the rest of the batch to ``pending``, exit 0; a second
-signal exits at once (the lease covers what was in hand). A lost connection
-is reopened; the batch it interrupted is released.
+A worker that dies (SIGKILL, out of memory, a crash in a C extension) leaves
+its batch ``processing`` under a lease that expires: the claim then takes
+those events again in groups half the size, with their attempt given back,
+down to one event at a time; only an event that kills its worker while held
+alone uses up its attempts, and goes ``dead`` saying so (see ``CLAIM`` in
+:mod:`convdb.queue.queries`). No payload ever makes the worker process exit.
+SIGTERM/SIGINT: stop claiming, finish the event in hand, commit, release the
+rest of the batch to ``pending``, exit 0; a second signal exits at once (the
+lease covers what was in hand). A lost connection is reopened; the batch it
+interrupted is released.
 """
 
 from __future__ import annotations
@@ -43,17 +52,18 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .. import plugins
+from ..config import load_settings
 from ..db import ConvdbDatabase, init, open_database, resolve_url
-from ..exceptions import PayloadError, QueueError
+from ..exceptions import QueueError
 from ..plugins import BatchHandler, Handler
-from .manager import QueueManager, describe, is_connection_error, is_transient, sqlstate
-
-Echo = Callable[[str], None]
-RETRY_AT_ONCE_SQLSTATES = {"40001", "40P01"}
+from . import limits as limits_mod
+from .dispatch import Counters, Dispatcher, Echo
+from .limits import BATCH_BYTES, Limits
+from .manager import QueueManager, describe, is_connection_error
 
 
 def _stderr(message: str) -> None:
@@ -62,7 +72,8 @@ def _stderr(message: str) -> None:
 
 @dataclass
 class WorkerConfig:
-    batch_size: int = 1000  # per claim and transaction; see README (queue) for the trade-off
+    batch_size: int = 1000  # per claim and transaction; see docs/queue.md for the trade-off
+    batch_bytes: int = BATCH_BYTES  # payload bytes per claim (the first event always fits)
     lease_seconds: float = 60.0
     max_attempts: int = 5
     backoff_base: float = 2.0  # seconds before the first retry; doubles each attempt
@@ -72,26 +83,12 @@ class WorkerConfig:
     burst: bool = False
     progress_interval: float = 5.0  # 0: no progress line
     reconnect_give_up: float = 60.0  # burst mode: seconds without a database before failing
+    limits: Limits | None = None  # None: the settings' (convdb.queue.limits.configured())
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with "equal jitter": between half and all of the step."""
         step = min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0))
         return step / 2 + random.uniform(0, step / 2)
-
-
-@dataclass
-class Counters:
-    done: int = 0
-    retried: int = 0
-    dead: int = 0
-    released: int = 0
-    lost: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self.lock:
-            for name, n in counts.items():
-                setattr(self, name, getattr(self, name) + n)
 
 
 class Worker:
@@ -114,12 +111,24 @@ class Worker:
         self.handlers = _callables(handlers, "handler")
         self.batch_handlers = _callables(batch_handlers or {}, "batch handler")
         self.config = config or WorkerConfig()
+        self.limits = self.config.limits or limits_mod.configured()
         self.echo = echo
         self.counters = Counters()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._errors: list[BaseException] = []
+        self.dispatcher = Dispatcher(
+            db,
+            handlers=self.handlers,
+            batch_handlers=self.batch_handlers,
+            max_attempts=self.config.max_attempts,
+            backoff=self.config.backoff,
+            limits=self.limits,
+            counters=self.counters,
+            echo=echo,
+            stopping=self._stopping,
+        )
 
     # --- control ---------------------------------------------------------------------
 
@@ -226,7 +235,12 @@ class Worker:
                 if not cfg.burst:
                     manager.listen()
                 events, abandoned = manager.claim(
-                    worker_id, cfg.batch_size, cfg.lease_seconds, cfg.max_attempts
+                    worker_id,
+                    cfg.batch_size,
+                    cfg.lease_seconds,
+                    cfg.max_attempts,
+                    max_bytes=cfg.batch_bytes,
+                    max_payload_bytes=self.limits.payload_bytes,
                 )
                 if not events and not cfg.burst:
                     due_in = manager.next_due()
@@ -248,160 +262,12 @@ class Worker:
             if abandoned:
                 self.counters.add(dead=abandoned)
             if events:
-                self._process(manager, worker_id, events)
+                self.dispatcher.process(manager, worker_id, events)
             elif cfg.burst:
                 return
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
-
-    def _process(self, manager: QueueManager, worker_id: str, events: list) -> None:
-        if self.stopping or not self._process_batch(manager, worker_id, events):
-            self._process_each(manager, worker_id, events)
-
-    def _process_batch(self, manager: QueueManager, worker_id: str, events: list) -> bool:
-        """The fast path: the whole batch in one transaction, no savepoints.
-
-        The events still ours are marked ``done`` in one statement first (it
-        also locks them), then the handlers run one after the other (an event
-        type with a batch handler gets all its events in one call, see
-        :mod:`convdb.plugins`); refused events become ``dead``. True when the batch is
-        finished; False when something failed: the transaction was rolled back
-        and :meth:`_process_each` redoes the batch event by event, so one bad
-        event never fails its neighbours (their handlers then run a second
-        time, on a database that has none of the first run's writes).
-        """
-        in_hand = None
-        try:
-            with self.db.atomic():
-                # Done first: locks the rows still ours; rolled back on failure.
-                owned = manager.claim_done([e.id for e in events], worker_id)
-                if len(owned) < len(events):
-                    self.counters.add(lost=len(events) - len(owned))
-                    events = [e for e in events if e.id in owned]
-                refused: dict[int, str] = {}
-                for event_type, group in _by_type(events).items():
-                    handler = self.handlers.get(event_type)
-                    batch = self.batch_handlers.get(event_type)
-                    if handler is None:
-                        refused.update((e.id, self._unknown(event_type)) for e in group)
-                    elif batch is not None and len(group) > 1:
-                        in_hand = group
-                        refused.update((i, describe(exc)) for i, exc in batch(group).items())
-                    else:
-                        for event in group:
-                            in_hand = event
-                            handler(event)
-                in_hand = None
-                for event_id, error in refused.items():
-                    manager.refuse(event_id, worker_id, error)
-        except Exception as exc:
-            if not is_connection_error(exc) or sqlstate(exc) in RETRY_AT_ONCE_SQLSTATES:
-                return False
-            if isinstance(in_hand, list):
-                manager.reset_connection()  # which event broke it? find out one by one
-                return False
-            if not manager.db.is_closed():
-                self.echo(f"convdb queue-worker: batch failed: {describe(exc)}")
-            self._recover(manager, worker_id, events, in_hand, exc)
-            return True
-        self.counters.add(done=len(events) - len(refused), dead=len(refused))
-        return True
-
-    def _unknown(self, event_type: str) -> str:
-        known = ", ".join(sorted(self.handlers)) or "none"
-        return f"unknown event type {event_type!r}: no handler (known: {known})"
-
-    def _process_each(self, manager: QueueManager, worker_id: str, events: list) -> None:
-        """The fallback: each event in its own savepoint within the batch transaction."""
-        todo = events
-        retried_at_once: dict[int, int] = {}
-        while todo:
-            in_hand = None
-            try:
-                with self.db.atomic():
-                    owned = manager.lock_owned([e.id for e in todo], worker_id)
-                    if len(owned) < len(todo):
-                        self.counters.add(lost=len(todo) - len(owned))
-                        todo = [e for e in todo if e.id in owned]
-                    done, counts, rest = [], {"retried": 0, "dead": 0}, []
-                    for i, event in enumerate(todo):
-                        if self.stopping:
-                            rest = todo[i:]
-                            manager.release([e.id for e in rest], worker_id)
-                            self.counters.add(released=len(rest))
-                            rest = []
-                            break
-                        in_hand = event
-                        manager.savepoint(first=i == 0)
-                        outcome = self._dispatch(manager, worker_id, event, retried_at_once)
-                        if outcome == "again":
-                            rest = todo[i:]  # commit what is done, then retry this one
-                            break
-                        if outcome == "done":
-                            done.append(event.id)
-                        else:
-                            counts[outcome] += 1
-                    manager.mark_done(done, worker_id)
-                    in_hand = None
-                self.counters.add(done=len(done), **counts)
-                todo = rest
-            except Exception as exc:
-                if not (is_connection_error(exc) or manager.db.is_closed()):
-                    self.echo(f"convdb queue-worker: batch failed: {describe(exc)}")
-                self._recover(manager, worker_id, todo, in_hand, exc)
-                return
-
-    def _dispatch(self, manager, worker_id: str, event, retried_at_once: dict) -> str:
-        """Run one event's handler inside the open savepoint; its outcome."""
-        handler = self.handlers.get(event.event_type)
-        try:
-            if handler is None:
-                raise PayloadError(self._unknown(event.event_type))
-            handler(event)
-            return "done"
-        except Exception as exc:
-            if is_connection_error(exc) and sqlstate(exc) not in RETRY_AT_ONCE_SQLSTATES:
-                raise
-            manager.rollback_to_savepoint()
-            error = describe(exc)
-            if sqlstate(exc) in RETRY_AT_ONCE_SQLSTATES and retried_at_once.get(event.id, 0) < 2:
-                retried_at_once[event.id] = retried_at_once.get(event.id, 0) + 1
-                return "again"
-            if not is_transient(exc):
-                manager.mark_dead(event.id, worker_id, error)
-                return "dead"
-            if event.attempts >= self.config.max_attempts:
-                manager.mark_dead(
-                    event.id, worker_id, f"gave up after {event.attempts} attempts: {error}"
-                )
-                return "dead"
-            manager.mark_retry(event.id, worker_id, error, self.config.backoff(event.attempts))
-            return "retried"
-
-    def _recover(self, manager, worker_id: str, todo: list, in_hand, exc: Exception) -> None:
-        """After a batch failed as a whole: reconnect and hand its events back."""
-        self.echo(f"convdb queue-worker: {describe(exc)}; reconnecting and releasing the batch")
-        manager.reset_connection()
-        for delay in (0.1, 0.5, 1, 2, 5):
-            try:
-                manager.connect()
-                with self.db.atomic():
-                    others = [e.id for e in todo if e is not in_hand]
-                    manager.release(others, worker_id)
-                    if in_hand is not None:
-                        error = describe(exc)
-                        backoff = self.config.backoff(in_hand.attempts)
-                        if in_hand.attempts >= self.config.max_attempts:
-                            manager.mark_dead(in_hand.id, worker_id, error)
-                        else:
-                            manager.mark_retry(in_hand.id, worker_id, error, backoff)
-                self.counters.add(released=len(others))
-                return
-            except Exception:
-                manager.reset_connection()
-                self._sleep(delay)
-        # Still no database: the leases expire and another worker takes over.
 
 
 def _callables(mapping: Mapping[str, object], what: str) -> dict:
@@ -409,13 +275,6 @@ def _callables(mapping: Mapping[str, object], what: str) -> dict:
         if not callable(handler):
             raise TypeError(f"{what} for {event_type!r} is not callable: {handler!r}")
     return dict(mapping)
-
-
-def _by_type(events: list) -> dict[str, list]:
-    groups: dict[str, list] = {}
-    for event in events:
-        groups.setdefault(event.event_type, []).append(event)
-    return groups
 
 
 def run(
@@ -432,9 +291,11 @@ def run(
     (:func:`convdb.plugins.load_handlers`); given ``handlers`` without
     ``batch_handlers``, every event goes through its one-event handler.
     Binds the models to it (handlers use them), runs until stopped or, with
-    ``config.burst``, until nothing is due, and returns the counters.
+    ``config.burst``, until nothing is due, and returns the counters. Checks
+    every setting first: a bad one raises ConfigError before any event is claimed.
     """
-    db = open_database(url or resolve_url())
+    settings = load_settings()
+    db = open_database(url or resolve_url(settings))
     db.close()
     init(db)
     worker = Worker(db, handlers=handlers, batch_handlers=batch_handlers, config=config, echo=echo)

@@ -1,10 +1,10 @@
-"""Conversation counters (migrations 010 and 019): right after every kind of write, by anyone.
+"""Conversation counters (003_baseline_counters, 019): right after every kind of write, by anyone.
 
 ``last_message_at``, ``message_count`` and ``participant_count`` (distinct
 contacts) must equal what aggregating the rows gives, after plain SQL, after
 the models, after deletes and moves, under concurrent writers, and after the
-backfills of a database that held messages before 010 and participants
-before 019.
+backfills of a database that held messages before the first history's 010
+and participants before 019.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from convdb.models import (
     Provider,
 )
 
-from ..support import ACTUAL, STORED, migrate_before
+from ..support import ACTUAL, HISTORY_0_1, STORED, migrate_before
 
 UTC = dt.UTC
 T0 = dt.datetime(2025, 1, 1, tzinfo=UTC)
@@ -319,9 +319,12 @@ def test_concurrent_writers_into_overlapping_conversations(world, db_url):
 
 
 def test_migration_backfills_existing_rows(empty_db_url):
-    """A database that held messages before 010 gets its counters computed,
-    without its conversations' updated_at changing."""
-    migrate_before(empty_db_url, "010")
+    """A database that held messages before 010 (of the first history, which a
+    database at 008 still runs) gets its counters computed, without its
+    conversations' updated_at changing."""
+    migrate_lib.run(empty_db_url, sources=[HISTORY_0_1], echo=lambda _: None)
+    later = [n for n in HISTORY_0_1.modules() if n >= "010"]
+    migrate_lib.rollback(empty_db_url, source=HISTORY_0_1, count=len(later), echo=lambda _: None)
     conn = psycopg2.connect(empty_db_url)
     conn.autocommit = True
     try:
@@ -337,7 +340,7 @@ def test_migration_backfills_existing_rows(empty_db_url):
             cur.execute("INSERT INTO contacts (id, customer_id) VALUES (1, 1)")
             cur.execute("INSERT INTO conversation_participants VALUES (1, 1, 'contact')")
             insert_messages(cur, 1, [3, 8, 5])
-        migrate_lib.run(empty_db_url, echo=lambda _: None)
+        migrate_lib.run(empty_db_url, sources=[HISTORY_0_1], echo=lambda _: None)
         with conn.cursor() as cur:
             assert counters(cur) == {1: (at(8), 3, 1), 2: (None, 0, 0)}
             cur.execute("SELECT DISTINCT updated_at FROM conversations")

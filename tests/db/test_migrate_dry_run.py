@@ -73,7 +73,7 @@ def test_dry_run_cli_on_core_and_plugin(empty_db_url, tmp_path):
     out = run_cli(
         "convdb", "migrate", "--dry-run", env=plugin_env(empty_db_url, good_site), check=True
     ).stdout
-    assert "-- core/001_core_tables" in out
+    assert "-- core/001_baseline_tables" in out
     assert "CREATE TABLE customers (" in out
     assert "-- things/002_things_rows" in out
     assert "INSERT INTO things VALUES (1, '100% done');" in out

@@ -11,10 +11,14 @@ import psycopg2
 import pytest
 
 from convdb import migrate as migrate_lib
+from convdb.db import closing
 from convdb.exceptions import MigrationError
-from convdb.migrate import CORE, Source
+from convdb.migrate import CORE, Source, SourceRouter
+from convdb.migrate.lock import open_locked
+from convdb.migrate.schema import dump
+from convdb.migrate.steps import apply_one
 
-from ..support import BIN, REPO, run_cli
+from ..support import BIN, REPO, run_cli, run_together
 
 EXPECTED_TABLES = {
     "customers",
@@ -107,7 +111,10 @@ def test_convdb_migrate_and_status_cli(empty_db_url):
         assert f"core: applied {name}" in out.stdout
     after = run_cli("convdb", "status", env=env, check=True)
     assert f"core: {len(CORE.modules())} applied, 0 pending" in after.stdout
-    assert "[x] 001_core_tables" in after.stdout
+    assert "[x] 001_baseline_tables" in after.stdout
+    # a fresh database ran the baseline itself: nothing of the old history is shown
+    assert "replaces 001_core_tables, " in after.stdout
+    assert "ran those modules before" not in after.stdout
 
 
 def test_every_migration_round_trips(empty_db_url):
@@ -115,26 +122,23 @@ def test_every_migration_round_trips(empty_db_url):
     names = CORE.modules()
     migrate_lib.run(empty_db_url, echo=lambda _: None)
     full = schema_snapshot(empty_db_url)
+    full_dump = dump(empty_db_url)
     migrate_lib.rollback(empty_db_url, count=len(names), echo=lambda _: None)
     empty = schema_snapshot(empty_db_url)
     assert empty["tables"] == {"migratehistory"}
-    assert not empty["views"] and not empty["triggers"]
+    assert not empty["views"] and not empty["triggers"] and not empty["functions"]
     assert history(empty_db_url) == []
     # now step by step: each one applies, rolls back to the previous state, applies again
     for name in names:
         before = schema_snapshot(empty_db_url)
-        source = Source("core", CORE.package, CORE.history_table)
-        with migrate_lib.closing(migrate_lib._open(empty_db_url)) as db:
-            router = migrate_lib.SourceRouter(db, source)
-            migrate_lib._apply(router, name)
+        with closing(open_locked(empty_db_url)) as db:
+            apply_one(SourceRouter(db, CORE), name)
         migrate_lib.rollback(empty_db_url, count=1, echo=lambda _: None)
         assert schema_snapshot(empty_db_url) == before, f"rollback of {name} left changes"
-        migrate_lib.run(empty_db_url, echo=lambda _: None) if name == names[-1] else None
-        with migrate_lib.closing(migrate_lib._open(empty_db_url)) as db:
-            router = migrate_lib.SourceRouter(db, source)
-            if name not in router.done:
-                migrate_lib._apply(router, name)
+        with closing(open_locked(empty_db_url)) as db:
+            apply_one(SourceRouter(db, CORE), name)
     assert schema_snapshot(empty_db_url) == full
+    assert dump(empty_db_url) == full_dump
 
 
 @pytest.fixture
@@ -212,25 +216,13 @@ def test_failing_core_migration_through_cli(empty_db_url, tmp_path):
 
 
 def test_concurrent_migrators_serialize(empty_db_url):
-    env = {"DATABASE_URL": empty_db_url}
-    import os
-
-    full_env = {**os.environ, **env}
-    commands = [
-        [str(BIN / "convdb"), "migrate"],
-        [str(BIN / "pw_migrate"), "migrate"],
-        [str(BIN / "convdb"), "migrate"],
-        [str(BIN / "pw_migrate"), "migrate"],
-    ]
-    procs = [
-        subprocess.Popen(
-            cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for cmd in commands
-    ]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, f"{proc.args}: {out}\n{err}"
+    run_together(
+        empty_db_url,
+        ("convdb", "migrate"),
+        ("pw_migrate", "migrate"),
+        ("convdb", "migrate"),
+        ("pw_migrate", "migrate"),
+    )
     assert history(empty_db_url) == CORE.modules()  # each migration recorded exactly once
     assert schema_snapshot(empty_db_url)["tables"] >= EXPECTED_TABLES
 
@@ -258,7 +250,7 @@ def test_waiting_migrator_says_what_it_waits_for(empty_db_url):
         holder.close()
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
-    assert "applied 007_queue_inbound_events" in out
+    assert "applied 004_baseline_views_and_queue" in out
 
 
 def test_pw_migrate_create_scaffolds_a_runnable_module(empty_db_url, tmp_path):

@@ -99,7 +99,7 @@ def test_inbox_page_walks_the_inbox_index(loaded_url):
         plan = plan_of(loaded_url, queries.INBOX_PAGE, (customer,))
         assert_driven_by(plan, "conversations_inbox_idx")
         assert plan["Node Type"] == "Limit"
-        # the counters are in the index (migration 014): no heap page is read
+        # the counters are in the index (INCLUDE): no heap page is read
         assert plan["Plans"][0]["Node Type"] == "Index Only Scan", json.dumps(plan)
 
 
@@ -114,7 +114,14 @@ def test_conversation_page_walks_the_message_index(loaded_url):
 
 @pytest.mark.slow
 def test_claim_query_walks_the_claim_index(loaded_url):
-    params = {"limit": 100, "max_attempts": 5, "worker": "plan-test", "lease": 30}
+    params = {
+        "limit": 100,
+        "max_attempts": 5,
+        "worker": "plan-test",
+        "lease": 30,
+        "max_bytes": 1 << 22,
+        "max_payload_bytes": 1 << 20,
+    }
     plan = plan_of(loaded_url, queue_queries.CLAIM, params)
     found = list(nodes(plan))
     scans = [n["Relation Name"] for n in found if n["Node Type"] == "Seq Scan"]

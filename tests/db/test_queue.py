@@ -54,18 +54,25 @@ def test_enqueue_many_above_one_statement_is_one_transaction(db, db_url, monkeyp
     assert len(ids) == 7 and ids == sorted(ids)
     with pytest.raises(PayloadError):
         enqueue_many("x", [{"n": 1}] * 4 + ["not an object"])
-    # A failing slice (a payload PostgreSQL refuses) stores nothing of the batch.
-    with pytest.raises(QueueError):
-        enqueue_many("x", [{"n": 8}] * 4 + [{"bad": "\u0000"}], idempotency_keys=list("hijkl"))
+    # A failing slice (a row PostgreSQL refuses, here by a trigger) stores nothing of the batch.
+    query(
+        db_url,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF NEW.payload ? 'refused' THEN RAISE 'refused'; END IF; RETURN NEW; END $$; "
+        "CREATE TRIGGER refuse BEFORE INSERT ON inbound_events "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()",
+    )
+    with pytest.raises(QueueError, match="could not store events"):
+        enqueue_many("x", [{"n": 8}] * 4 + [{"refused": 1}], idempotency_keys=list("hijkl"))
     assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 7
 
 
 def test_enqueue_refuses_non_objects_and_stores_nothing(db, db_url):
     with pytest.raises(PayloadError, match="payload 1: expected a JSON object"):
         enqueue_many("x", [{"a": 1}, [1, 2]])
-    with pytest.raises(QueueError, match="delay must not be negative"):
+    with pytest.raises(QueueError, match="delay must be from 0 to ten years"):
         enqueue("x", {}, delay=-1)
-    with pytest.raises(QueueError, match="could not store events"):
+    with pytest.raises(PayloadError, match=r"payload 1: contains \\u0000 \(NUL\)"):
         enqueue_many("x", [{"a": 1}, {"nul": "\x00"}])  # jsonb refuses \u0000
     assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 0
 
@@ -108,22 +115,42 @@ def test_cli_enqueue_rejects_a_bad_line_and_stores_nothing(db_url, tmp_path):
     assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 0
 
 
+def plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from plan_nodes(child)
+
+
 def test_claim_query_uses_the_claim_index(db, db_url):
     enqueue_many("x", [{"n": i} for i in range(5000)])
     query(db_url, "UPDATE inbound_events SET status = 'done' WHERE id % 10 <> 0")
     query(db_url, "ANALYZE inbound_events")
-    params = {"limit": 100, "worker": "w", "lease": 60, "max_attempts": 5}
+    params = {
+        "limit": 100,
+        "worker": "w",
+        "lease": 60,
+        "max_attempts": 5,
+        "max_bytes": 1 << 22,
+        "max_payload_bytes": 1 << 20,
+    }
     conn = psycopg2.connect(db_url)
     try:
         with conn.cursor() as cur:
             cur.execute("EXPLAIN (FORMAT JSON) " + queries.CLAIM, params)
-            plan = json.dumps(cur.fetchone()[0])
+            plan = cur.fetchone()[0][0]["Plan"]
     finally:
         conn.rollback()
         conn.close()
-    assert "inbound_events_claim_idx" in plan
-    assert '"Sort"' not in plan
-    assert '"Node Type": "Seq Scan"' not in plan
+    text = json.dumps(plan)
+    assert '"Node Type": "Seq Scan"' not in text
+    # The walk of the index stops at the batch (LIMIT) and is never sorted; the
+    # only sort is of the locked batch itself, for its running totals.
+    (limit,) = [n for n in plan_nodes(plan) if n["Node Type"] == "Limit"]
+    below = list(plan_nodes(limit))
+    assert "inbound_events_claim_idx" in {n.get("Index Name") for n in below}, text
+    assert not [n for n in below if n["Node Type"] == "Sort"], text
+    sorts = [n for n in plan_nodes(plan) if n["Node Type"] == "Sort"]
+    assert [[c.get("CTE Name") for c in n["Plans"]] for n in sorts] == [["due"]], text
 
 
 def test_claim_takes_due_rows_once_and_counts_the_attempt(db, db_url):
@@ -132,8 +159,9 @@ def test_claim_takes_due_rows_once_and_counts_the_attempt(db, db_url):
     manager = QueueManager(db)
     first, _ = manager.claim("w1", 3, 60, 5)
     second, _ = manager.claim("w2", 10, 60, 5)
-    assert [e.payload["n"] for e in first] == [0, 1, 2]
-    assert [e.payload["n"] for e in second] == [3, 4]
+    # The payloads come as JSON text: the worker decodes each on its own.
+    assert [json.loads(e.payload)["n"] for e in first] == [0, 1, 2]
+    assert [json.loads(e.payload)["n"] for e in second] == [3, 4]
     assert manager.claim("w3", 10, 60, 5) == ([], 0)
     assert all(e.attempts == 1 and e.status == "processing" for e in first + second)
     # Claimed events are the rows as read: typed fields, nothing dirty.
@@ -154,6 +182,70 @@ def test_expired_lease_is_claimed_again_then_goes_dead_at_max_attempts(db, db_ur
     (row,) = query(db_url, "SELECT status, attempts, last_error FROM inbound_events")
     assert row[:2] == ("dead", 2)
     assert "lease expired" in row[2]
+
+
+def expire(url: str) -> None:
+    query(url, "UPDATE inbound_events SET locked_until = now() - interval '1 second'")
+
+
+def test_abandoned_group_is_reclaimed_in_halves_with_its_attempt_given_back(db, db_url):
+    enqueue_many("x", [{"n": i} for i in range(8)])
+    manager = QueueManager(db)
+    first, _ = manager.claim("died", 100, 60, 2)
+    assert [e.claim_group for e in first] == [8] * 8
+    expire(db_url)  # the worker died holding all 8
+    halves = [manager.claim(f"w{i}", 100, 60, 2)[0] for i in range(2)]
+    assert [[json.loads(e.payload)["n"] for e in half] for half in halves] == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+    ]
+    # Not charged: any of the 8 may have been the culprit.
+    assert {(e.attempts, e.claim_group) for half in halves for e in half} == {(1, 4)}
+    assert halves[0][0].last_error == (
+        "reclaimed: its worker (died) stopped while processing it in a group of 8 "
+        "(lease expired); the attempt was given back"
+    )
+    expire(db_url)  # and again: groups of 2, then 1
+    assert [len(manager.claim("w", 100, 60, 2)[0]) for _ in range(5)] == [2, 2, 2, 2, 0]
+    expire(db_url)
+    alone = [manager.claim("w", 100, 60, 2)[0] for _ in range(9)]
+    assert [len(group) for group in alone] == [1] * 8 + [0]
+    assert {e.attempts for group in alone for e in group} == {1}
+    # Held alone, an event is charged for its worker's death: at max attempts, dead.
+    expire(db_url)
+    assert [e.attempts for e in manager.claim("w", 100, 60, 2)[0]] == [2]
+    expire(db_url)
+    assert manager.claim("w", 100, 60, 2) == ([], 1)
+    (row,) = query(
+        db_url, "SELECT payload, attempts, last_error FROM inbound_events WHERE status = 'dead'"
+    )
+    assert row[:2] == ({"n": 0}, 2)
+    assert row[2] == (
+        "abandoned: its worker (w) stopped while processing this event alone (lease expired) "
+        "on attempt 2 of 2: the event kills or stalls its worker"
+    )
+
+
+def test_claim_is_bounded_by_bytes_and_never_ships_a_payload_over_the_limit(db, db_url):
+    enqueue_many("x", [{"n": i, "pad": "x" * 1000} for i in range(10)])
+    query(
+        db_url,
+        "INSERT INTO inbound_events (event_type, payload) "
+        "SELECT 'x', jsonb_build_object('huge', repeat('y', 3000000))",
+    )
+    enqueue("x", {"n": 10})
+    manager = QueueManager(db)
+    sizes = [e.payload_bytes for e in manager.claim("w", 100, 60, 5, max_bytes=3000)[0]]
+    assert len(sizes) == 2 and sum(sizes) <= 3000  # two of ~1 KB, not a third
+    one, _ = manager.claim("w", 100, 60, 5, max_bytes=10)
+    assert len(one) == 1  # the first row is claimed whatever its size
+    # The 3 MB payload, over the limit, weighs nothing and is not read.
+    rest, _ = manager.claim("w", 100, 60, 5, max_bytes=8000, max_payload_bytes=1_000_000)
+    assert [(e.payload is None, e.payload_bytes > 3_000_000) for e in rest][-2:] == [
+        (True, True),
+        (False, False),
+    ]
+    assert len(rest) == 9
 
 
 def test_cli_stats_retry_dead_and_purge(db_url):

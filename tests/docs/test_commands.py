@@ -16,7 +16,7 @@ from convdb.cli import cli
 
 from ..support import REPO
 
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 
 def _code(text: str) -> list[str]:

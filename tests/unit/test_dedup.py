@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import sys
 
 import pytest
@@ -18,6 +19,7 @@ from convdb.dedup import (
     normalize_phone,
     normalize_url,
 )
+from convdb.exceptions import ConfigError
 
 NORMALIZERS = [normalize_body, normalize_email, normalize_url, normalize_phone]
 INT64 = (-(2**63), 2**63 - 1)
@@ -123,10 +125,35 @@ def test_normalize_url_only_trims():
         ("72345", "US", "72345"),  # short code
         ("+999 123", "US", "+999123"),
         ("415.555.2671 (cell)", "US", "+14155552671"),
+        ("tel:+1-415-555-2671", "US", "+14155552671"),
+        ("tel:+1-555-123-4567", "GB", "+15551234567"),  # invalid, yet international
+        ("TEL:+2.645028", "DE", "+2645028"),  # not read as a German number
     ],
 )
 def test_normalize_phone(raw, region, expected):
     assert normalize_phone(raw, region) == expected
+
+
+def test_sql_trunk_prefixes_are_phonenumbers_own():
+    """The national prefixes migration 018 gives SQL are those phonenumbers parses with.
+
+    A calling code phonenumbers adds later is refused by SQL (safe); a pattern
+    that changed would make SQL and Python differ: ship it in a new
+    ``convdb_phone_trunk_prefixes_vN`` and ``convdb_normalize_phone_vN``.
+    """
+    from phonenumbers import PhoneMetadata, region_code_for_country_code
+
+    migration = importlib.import_module("convdb.migrations.018_dedup_from_raw")
+    changed = {}
+    for code, pattern in migration._trunk_prefixes().items():
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+            int(code), region_code_for_country_code(int(code))
+        )
+        current = metadata and (metadata.national_prefix_for_parsing or "").replace("\\d", "[0-9]")
+        if current != pattern:
+            changed[code] = (pattern, current)
+    assert changed == {}
+    assert len(migration._trunk_prefixes()) == 215
 
 
 def test_normalize_phone_region_default(monkeypatch, tmp_path):
@@ -145,7 +172,7 @@ def test_normalize_phone_region_default(monkeypatch, tmp_path):
     assert normalize_phone("030 1234567") == "+49301234567"
     monkeypatch.setenv("CONVDB_PHONE_REGION", "XX")
     dedup._configured_region.cache_clear()
-    with pytest.raises(ValueError, match="CONVDB_PHONE_REGION"):
+    with pytest.raises(ConfigError, match="CONVDB_PHONE_REGION='XX': not one of the valid"):
         normalize_phone("020 7946 0958")
     with pytest.raises(ValueError, match="unknown phone region"):
         normalize_phone("020 7946 0958", "ZZ")

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from convdb.attachments import content_url
 from convdb.exceptions import PayloadError
 from convdb.ingest import parse_message
 from convdb.ingest.payload import MAX_ADDRESS_BYTES
@@ -76,7 +77,7 @@ def test_an_address_at_the_limit_is_accepted():
 def test_attachment_urls_other_than_http_are_refused(url):
     message = refused(example(attachments=[{"url": "https://ok.example/a"}, {"url": url}]))
     assert message.startswith("attachments[1].url: scheme ")
-    assert message.endswith("allowed: http, https")
+    assert message.endswith("allowed: http, https, convdb-attachment")
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,22 @@ def test_malformed_attachment_urls_are_refused(url, reason):
 def test_http_and_https_urls_are_kept_as_given():
     urls = ["https://files.example/a.png?sig=x%20y", "HTTP://Files.Example/B.PNG", " http://x.io "]
     msg = parse_message(example(attachments=[{"url": u} for u in urls]))
-    assert [url for url, _ in msg.attachments] == urls
+    assert [url for url, _, _ in msg.attachments] == urls
+
+
+def test_the_attachment_stores_urls_are_accepted_well_formed_only():
+    stored = content_url("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+    msg = parse_message(example(attachments=[{"url": stored, "content_type": "a/b", "size": 5}]))
+    assert msg.attachments == ((stored, "a/b", 5),)
+    for bad in ("convdb-attachment://sha256/xyz", "convdb-attachment://md5/" + "0" * 64):
+        message = refused(example(attachments=[{"url": bad}]))
+        assert message.startswith("attachments[0].url: not a stored attachment")
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, "12", True, 2**63])
+def test_an_attachment_size_is_a_non_negative_integer(size):
+    message = refused(example(attachments=[{"url": "https://x.io/a", "size": size}]))
+    assert message == "attachments[0].size: expected a non-negative integer (bytes)"
 
 
 @pytest.mark.parametrize(

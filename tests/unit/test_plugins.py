@@ -78,6 +78,10 @@ def test_dependents_are_transitive_and_core_has_everyone():
     [
         (dict(name="Tags"), "name must be"),
         (dict(name="a-b"), "name must be"),
+        # a trailing newline once slipped through `^...$` into a history table's name
+        (dict(name="tags\n"), "name must be"),
+        (dict(name="tags", handlers={"a.b\n": print}), "not an event type"),
+        (dict(name="tags", handlers={"a.b": print}, adapters={"std\n": object()}), "adapter"),
         (dict(name="tags", migrations="not a package"), "dotted package name"),
         (dict(name="tags", depends_on="core"), "list of plugin names"),
         (dict(name="tags", depends_on=["tags"]), "cannot depend on itself"),

@@ -1,0 +1,295 @@
+"""The receiver as an ASGI application: ``create_app()``.
+
+::
+
+    from convdb.serve.app import create_app
+
+    app = create_app()   # DATABASE_URL (or .env, or the embedded server)
+    # run it:   uvicorn --factory convdb.serve.app:create_app
+    # or mount it in your own Starlette/FastAPI app:
+    #   routes=[Mount("/convdb", app=create_app(url))]
+
+Routes: ``POST /hooks/{token}`` (and ``/hooks/{token}/{event_type}``) for
+webhooks, ``GET /healthz`` (200 when the database answers, else 503) and
+``GET /metrics`` (Prometheus text). Every request is logged as one line on
+the logger ``convdb.serve.access``, the token masked.
+
+A mounted app's lifespan is not run by every host framework: the receiver
+starts its writer and connections on first use anyway, and its lifespan
+(when run) closes them after the requests in flight are answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..db import resolve_url
+from . import metrics
+from .adapters import Adapter, Headers, Outcome, Rejection, WebhookRequest, WebhookResponse
+from .endpoints import PATH_PREFIX, Directory, read_all
+from .pg import Unavailable
+from .reader import Reader, ping, queue_depth
+from .secrets import SecretUnavailable, read_secret
+from .settings import ServeSettings, load_serve_settings
+from .urls import client_address, public_url
+from .writer import GroupWriter
+
+log = logging.getLogger("convdb.serve")
+access_log = logging.getLogger("convdb.serve.access")
+
+STATE_KEY = "convdb.serve"
+
+
+class Receiver:
+    """The receiver's parts in one process: adapters, endpoints, writer, reader."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: ServeSettings,
+        adapters: dict[str, Adapter] | None = None,
+        writer: Callable[..., GroupWriter] = GroupWriter,
+    ) -> None:
+        self.settings = settings
+        self._adapters = adapters
+        self.reader = Reader(url)
+        self.writer = writer(
+            url,
+            max_group=settings.max_group,
+            statement_timeout=settings.commit_timeout,
+            on_group=lambda rows, _seconds: metrics.GROUP_ROWS.observe(rows),
+        )
+        self.directory = Directory(lambda: self.reader.run(read_all), refresh=settings.refresh)
+
+    @property
+    def adapters(self) -> dict[str, Adapter]:
+        if self._adapters is None:
+            from .registry import load
+
+            self._adapters = load()
+        return self._adapters
+
+    async def startup(self) -> None:
+        self.writer.start()
+        log.info("webhook adapters: %s", ", ".join(sorted(self.adapters)) or "none")
+        try:
+            await self.directory.lookup("0" * 43)  # reads the endpoints now
+        except Unavailable as exc:
+            log.warning("database unavailable at start (answering 503 until it is back): %s", exc)
+
+    async def shutdown(self) -> None:
+        await asyncio.to_thread(self.writer.close)
+        await asyncio.to_thread(self.reader.close)
+        metrics.mark_process_dead(os.getpid())
+
+    # --- routes -------------------------------------------------------------------
+
+    async def webhook(self, request: Request) -> Response:
+        started = time.perf_counter()
+        info = request.scope.setdefault(STATE_KEY, {})
+        label, outcome, reason = "-", "rejected", ""
+        try:
+            answer, label, outcome, reason = await self._webhook(request)
+        except Exception:
+            log.exception("webhook request failed")
+            answer, reason = _error(500, "internal_error"), "internal_error"
+        info.update(endpoint=label, outcome=outcome, reason=reason)
+        metrics.WEBHOOKS.labels(label, outcome, reason).inc()
+        metrics.DURATION.labels(outcome).observe(time.perf_counter() - started)
+        return Response(
+            answer.body,
+            status_code=answer.status,
+            media_type=answer.content_type,
+            headers=dict(answer.headers),
+        )
+
+    async def _webhook(self, request: Request) -> tuple[WebhookResponse, str, str, str]:
+        scope = request.scope
+        settings = self.settings
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > settings.max_headers:
+            return _error(431, "headers_too_large"), "-", "rejected", "headers_too_large"
+        try:
+            endpoint = await self.directory.lookup(request.path_params["token"])
+        except Unavailable:
+            return self._unavailable(), "-", "rejected", "database_unavailable"
+        if endpoint is None:
+            return _error(404, "unknown_endpoint"), "-", "rejected", "unknown_endpoint"
+        label = endpoint.label
+        adapter = self.adapters.get(endpoint.adapter)
+        if adapter is None:
+            log.error(
+                "endpoint %s names the adapter %r, which is not installed", label, endpoint.adapter
+            )
+            return _error(500, "adapter_missing"), label, "rejected", "adapter_missing"
+        headers = Headers.from_raw(scope["headers"])
+        limit = adapter.max_body or settings.max_body
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or len(length) > 15):
+            return _error(400, "bad_content_length"), label, "rejected", "bad_content_length"
+        wreq = WebhookRequest(
+            method=request.method,
+            path=scope["path"],
+            subpath="/" + request.path_params.get("rest", "")
+            if "rest" in request.path_params
+            else "",
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            url=public_url(scope, headers, settings),
+            client=client_address(scope, headers, settings),
+            endpoint=endpoint,
+            chunks=request.stream,
+            secret=lambda: _secret(endpoint.secret_ref),
+            max_body=limit,
+            tolerance=settings.tolerance,
+            reader=self.reader.run,
+        )
+        try:
+            if length is not None and int(length) > limit:
+                raise Rejection.too_large(f"the body is over {limit} bytes")
+            delivery = await adapter.receive(wreq)
+            key = endpoint.key_namespace + delivery.idempotency_key
+            status = await self.writer.store(
+                endpoint.id, key, delivery, timeout=settings.commit_timeout
+            )
+        except Rejection as rejection:
+            return adapter.refuse(wreq, rejection), label, "rejected", rejection.reason
+        except SecretUnavailable as exc:
+            log.error("endpoint %s: %s", label, exc.message)
+            return _error(500, "secret_unavailable"), label, "rejected", "secret_unavailable"
+        except Unavailable:  # logged once per outage by the writer
+            return self._unavailable(), label, "rejected", "database_unavailable"
+        except ClientDisconnect:
+            return _error(400, "client_disconnected"), label, "rejected", "client_disconnected"
+        except Exception:
+            log.exception("endpoint %s: adapter %r failed", label, endpoint.adapter)
+            return _error(500, "adapter_error"), label, "rejected", "adapter_error"
+        answer = adapter.respond(wreq, Outcome(status, endpoint, key))
+        return answer, label, ("accepted" if status == "stored" else "duplicate"), ""
+
+    def _unavailable(self) -> WebhookResponse:
+        return _error(
+            503, "database_unavailable", [("retry-after", str(self.settings.retry_after))]
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await self.reader.run(ping, timeout=3.0)
+        except Unavailable:
+            answer = _error(
+                503, "database_unavailable", [("retry-after", str(self.settings.retry_after))]
+            )
+            return Response(answer.body, 503, dict(answer.headers), answer.content_type)
+        return Response(b'{"status":"ok"}', 200, media_type="application/json")
+
+    async def metrics(self, request: Request) -> Response:
+        metrics.PENDING.set(self.writer.depth)
+        with contextlib.suppress(Unavailable):
+            metrics.QUEUE_DEPTH.set(await self.reader.run(queue_depth, timeout=2.0))
+        body, content_type = metrics.render()
+        return Response(body, 200, media_type=content_type)
+
+
+def _secret(ref: str | None) -> str:
+    if not ref:
+        raise SecretUnavailable("the endpoint's provider has no credentials_ref")
+    return read_secret(ref)
+
+
+def _error(status: int, reason: str, headers=()) -> WebhookResponse:
+    return WebhookResponse.json(status, {"error": reason}, headers)
+
+
+class AccessLog:
+    """ASGI middleware: one log line per request, the endpoint token masked."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            info = scope.get(STATE_KEY, {})
+            access_log.info(
+                "%s %s %s %d %s%s%s %.1fms",
+                scope.get("client", ("-",))[0] if scope.get("client") else "-",
+                scope["method"],
+                mask_path(scope.get("path", "")),
+                status,
+                info.get("outcome", "-"),
+                f" {info['reason']}" if info.get("reason") else "",
+                f" endpoint={info['endpoint']}" if info.get("endpoint", "-") != "-" else "",
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+def mask_path(path: str) -> str:
+    """``/hooks/AbCdEf...`` for any path under the webhook prefix (the token is a credential)."""
+    at = path.find(PATH_PREFIX)
+    if at < 0:
+        return path[:200]
+    token, _, rest = path[at + len(PATH_PREFIX) :].partition("/")
+    shown = path[: at + len(PATH_PREFIX)] + token[:6] + ("..." if len(token) > 6 else "")
+    return (shown + ("/" + rest if rest else ""))[:200]
+
+
+def create_app(
+    url: str | None = None,
+    *,
+    settings: ServeSettings | None = None,
+    adapters: dict[str, Adapter] | None = None,
+    writer: Callable[..., GroupWriter] = GroupWriter,
+) -> Starlette:
+    """The receiver's ASGI app on ``url`` (default: ``DATABASE_URL``, ``.env``, embedded).
+
+    ``settings`` default to :func:`~convdb.serve.settings.load_serve_settings`
+    and ``adapters`` to every installed plugin's; ``writer`` builds the
+    process's writer (the benchmarks swap in a one-commit-per-request one).
+    """
+    settings = settings or load_serve_settings()
+    url = url or resolve_url()
+    receiver = Receiver(url, settings, adapters, writer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await receiver.startup()
+        yield
+        await receiver.shutdown()
+
+    app = Starlette(
+        routes=[
+            Route(PATH_PREFIX + "{token}", receiver.webhook, methods=["POST"]),
+            Route(PATH_PREFIX + "{token}/{rest:path}", receiver.webhook, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+            Route("/metrics", receiver.metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(AccessLog)
+    app.state.receiver = receiver
+    return app
+
+
+__all__ = ["AccessLog", "Receiver", "create_app", "mask_path"]

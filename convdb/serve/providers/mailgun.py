@@ -1,0 +1,152 @@
+"""The ``mailgun`` adapter: a Mailgun route's ``forward()`` to a URL.
+
+Mailgun POSTs the parsed email as ``application/x-www-form-urlencoded``, or
+as ``multipart/form-data`` when it has attachments (``attachment-1``,
+``attachment-2``, ... as files): ``sender`` (the SMTP MAIL FROM), ``from``,
+``recipient`` (the SMTP RCPT TO: the customer's mailbox), ``subject``,
+``body-plain``, ``body-html``, ``stripped-text``, ``message-headers`` (a JSON
+list of ``[name, value]``), and the signature fields ``timestamp``,
+``token`` and ``signature``.
+
+``signature`` must be the hex HMAC-SHA256 of ``timestamp`` + ``token``, keyed
+by the webhook signing key (the endpoint's secret). A timestamp more than
+``CONVDB_SERVE_TOLERANCE`` seconds away from now is refused, and so is a
+``token`` already used by another message (the receiver keeps tokens as
+nonces, consumed with the event). The idempotency key is the message's
+``Message-Id`` header (a hash of the message when it has none).
+
+Mailgun retries every answer but 200 and 406 for hours: a body that can
+never be accepted is answered 406. A forged or stale request gets 401.
+Attachment files go to the attachment store only once the signature checks
+out; a refused request leaves none behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from ...attachments import Staging
+from ..adapters import Delivery, Rejection, WebhookRequest
+from .common import (
+    EmailAdapter,
+    addresses,
+    canonical,
+    clean_text,
+    digest,
+    email_date,
+    header,
+    message_key,
+    recipients,
+    thread_key,
+)
+from .multipart import Form, read_form
+
+MAX_TOKEN = 256
+#: What identifies a message without a Message-Id (the same on every retry).
+HASHED_FIELDS = ("message-headers", "from", "recipient", "subject", "body-plain", "body-html")
+
+
+def signature(key: str, timestamp: str, token: str) -> str:
+    """Mailgun's signature: hex HMAC-SHA256 of ``timestamp + token``."""
+    return hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+
+
+class Mailgun(EmailAdapter):
+    """Mailgun routes (form-encoded or multipart), signed with the webhook signing key."""
+
+    name = "mailgun"
+    description = "Mailgun routes: inbound email (form or multipart), HMAC-SHA256 signature"
+    malformed_status = 406
+
+    async def receive(self, request: WebhookRequest) -> Delivery:
+        with self.staging() as staging:
+            form = await self._form(request, staging)
+            token = self._verify(request, form)
+            headers = self._headers(form)
+            message_id = header(headers, "Message-Id")
+            key = message_key(message_id) or "sha256:" + digest(
+                *(form.fields.get(n, b"") for n in HASHED_FIELDS)
+            )
+            sender = addresses(form.text("from"), form.text("sender"))
+            if not sender:
+                raise Rejection.malformed("bad_body", "from has no email address")
+            others = addresses(header(headers, "To"), header(headers, "Cc"))
+            to = recipients(form.text("recipient"), others)
+            if not to:
+                raise Rejection.malformed("bad_body", "recipient is missing")
+            stored = staging.commit()
+        payload = canonical(
+            request,
+            message_id=key,
+            **{"from": sender[0]},
+            to=to,
+            subject=clean_text(form.text("subject"), 2000) or None,
+            body=clean_text(form.text("body-plain") or form.text("stripped-text") or ""),
+            html=clean_text(form.text("body-html")) or None,
+            stripped_text=clean_text(form.text("stripped-text")) or None,
+            sent_at=email_date(header(headers, "Date"), request.now()),
+            conversation_key=thread_key(headers),
+            attachments=[s.entry() for s in stored] or None,
+        )
+        ttl = max(86_400.0, 2 * request.tolerance)
+        return Delivery(
+            "message.received", payload, idempotency_key=key, nonce=token, nonce_ttl=ttl
+        )
+
+    async def _form(self, request: WebhookRequest, staging: Staging) -> Form:
+        if request.content_type == "application/x-www-form-urlencoded":
+            form = Form()
+            for name, value in request.form(await request.body()):
+                form.fields.setdefault(name, value.encode("utf-8"))
+            return form
+        if request.content_type == "multipart/form-data":
+            return await read_form(request, staging)
+        raise Rejection.malformed(
+            "bad_form", "expected application/x-www-form-urlencoded or multipart/form-data"
+        )
+
+    def _verify(self, request: WebhookRequest, form: Form) -> str:
+        """The token of a correctly signed, fresh request; else a 401 Rejection."""
+        timestamp = form.text("timestamp") or ""
+        token = form.text("token") or ""
+        given = form.text("signature") or ""
+        if not timestamp or not token or not given:
+            raise Rejection.unauthorized(
+                "missing_signature", "timestamp, token or signature missing"
+            )
+        if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+            raise Rejection.unauthorized("bad_timestamp", "timestamp is not Unix seconds")
+        if len(token) > MAX_TOKEN or not token.isascii() or not token.isprintable() or " " in token:
+            raise Rejection.unauthorized("bad_token", "token is not a printable ASCII string")
+        wanted = signature(request.secret(), timestamp, token)
+        if not hmac.compare_digest(wanted.encode(), given.strip().lower().encode("utf-8")):
+            raise Rejection.unauthorized("bad_signature", "signature does not match")
+        if abs(request.now() - int(timestamp)) > request.tolerance:
+            raise Rejection.unauthorized(
+                "stale_timestamp", f"timestamp is more than {request.tolerance:g} s away from now"
+            )
+        return token
+
+    def _headers(self, form: Form) -> list[tuple[str, str]]:
+        raw = form.text("message-headers")
+        if not raw:
+            return []
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            raise Rejection.malformed("bad_body", "message-headers is not JSON") from None
+        if not isinstance(items, list):
+            raise Rejection.malformed("bad_body", "message-headers is not a list")
+        return [
+            (item[0], item[1])
+            for item in items[:1000]
+            if isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], str)
+        ]
+
+
+__all__ = ["Mailgun", "signature"]

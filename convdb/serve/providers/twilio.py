@@ -1,0 +1,207 @@
+"""The ``twilio`` adapter: Twilio Messaging's incoming SMS/MMS webhook.
+
+Twilio POSTs ``application/x-www-form-urlencoded`` parameters (``MessageSid``,
+``From``, ``To``, ``Body``, ``NumMedia``, ``MediaUrl{N}``,
+``MediaContentType{N}``, and more it may add at any time) and signs them in
+``X-Twilio-Signature``: the base64 HMAC-SHA1, keyed by the account's auth
+token (the endpoint's secret), of the full URL Twilio called followed by
+every POST parameter's name and value, sorted by name (values of a repeated
+name sorted too). Every parameter is signed, known or not, so parameters
+Twilio adds later verify and are then ignored. A request carrying
+``X-Twilio-Webhooks-Signature-Settings: ...,algorithm=HMAC_SHA256`` (a
+Webhooks Rule's shared key) is checked with HMAC-SHA256 instead.
+
+The URL is the receiver's public one (``CONVDB_PUBLIC_URL``, or
+``X-Forwarded-*`` from a trusted proxy; see :mod:`convdb.serve.urls`). As
+Twilio's own validator does, it is tried as given, with the scheme's default
+port added and with it removed; a non-default port is never dropped.
+
+``MessageSid`` is the message id and the idempotency key. Media stay at
+Twilio: their URLs (http or https only) become the attachments. The customer
+is the one whose endpoint mapping holds the ``To`` number among the providers
+that share this endpoint's secret (the same Twilio account), else the
+endpoint's own customer. The answer is an empty TwiML document.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from ...dedup import dedup_hash, normalize_phone
+from ..adapters import Adapter, Delivery, Rejection, WebhookRequest, WebhookResponse, check_key
+from .common import canonical, clean_text, iso
+
+MAX_MEDIA = 50
+MAX_URL = 2048
+DEFAULT_PORTS = {"http": 80, "https": 443}
+ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+#: How long a ``To`` number's customer is remembered (seconds), and how many are.
+CUSTOMER_TTL = 5.0
+CUSTOMER_CACHE = 10_000
+
+# The customer whose endpoint mapping holds the number, among the providers
+# that use the same secret as the endpoint (one Twilio account).
+CUSTOMER_OF_NUMBER = """
+SELECT c.key, c.name, p.kind, p.name
+  FROM endpoint_mappings m
+  JOIN providers p ON p.id = m.provider_id
+  JOIN customers c ON c.id = m.customer_id
+ WHERE m.hash = %s AND m.normalized = %s AND m.kind IN ('sms', 'mms')
+   AND p.credentials_ref = %s AND c.key IS NOT NULL
+ ORDER BY c.id, p.id
+ LIMIT 10
+"""
+
+
+def signature(token: str, url: str, params: list[tuple[str, str]], algorithm: str = "HMAC_SHA1"):
+    """Twilio's signature of ``params`` POSTed to ``url`` (base64)."""
+    values: dict[str, set[str]] = {}
+    for name, value in params:
+        values.setdefault(name, set()).add(value)
+    data = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
+    mac = hmac.new(token.encode("utf-8"), data.encode("utf-8"), ALGORITHMS[algorithm])
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def url_variants(url: str) -> list[str]:
+    """``url`` as given, and with its scheme's default port added or removed."""
+    variants = [url]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return variants
+    default = DEFAULT_PORTS.get(parts.scheme)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    if default is None:
+        return variants
+    if port is None:
+        variants.append(urlunsplit(parts._replace(netloc=f"{host}:{default}")))
+    elif port == default:
+        variants.append(urlunsplit(parts._replace(netloc=host.rsplit(":", 1)[0])))
+    return variants
+
+
+def algorithm_of(settings_header: str | None) -> str:
+    """The algorithm named by ``X-Twilio-Webhooks-Signature-Settings`` (HMAC_SHA1 without)."""
+    for part in (settings_header or "").split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "algorithm" and value.strip():
+            algorithm = value.strip().upper()
+            if algorithm not in ALGORITHMS:
+                raise Rejection.unauthorized("bad_signature", "unsupported signature algorithm")
+            return algorithm
+    return "HMAC_SHA1"
+
+
+def _media_url(value: str | None, n: int) -> str:
+    value = (value or "").strip()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if not parts or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Rejection.malformed("bad_media", f"MediaUrl{n} is not an http(s) URL")
+    if len(value) > MAX_URL or not value.isprintable():
+        raise Rejection.malformed("bad_media", f"MediaUrl{n} is too long or not printable")
+    return value
+
+
+class Twilio(Adapter):
+    """Twilio Messaging (form-encoded SMS/MMS), ``X-Twilio-Signature``."""
+
+    name = "twilio"
+    description = "Twilio Messaging: inbound SMS/MMS (form-encoded), X-Twilio-Signature"
+
+    def __init__(self) -> None:
+        self._customers: dict[tuple[str, str], tuple[float, tuple | None]] = {}
+
+    async def receive(self, request: WebhookRequest) -> Delivery:
+        given = request.headers.get("x-twilio-signature")
+        if not given:
+            raise Rejection.unauthorized("missing_signature", "X-Twilio-Signature is missing")
+        algorithm = algorithm_of(request.headers.get("x-twilio-webhooks-signature-settings"))
+        if request.content_type != "application/x-www-form-urlencoded":
+            raise Rejection.malformed("bad_form", "expected application/x-www-form-urlencoded")
+        params = request.form(await request.body())
+        token = request.secret()
+        given_bytes = given.strip().encode("latin-1")
+        if not any(
+            hmac.compare_digest(signature(token, url, params, algorithm).encode(), given_bytes)
+            for url in url_variants(request.url)
+        ):
+            raise Rejection.unauthorized("bad_signature", "X-Twilio-Signature does not match")
+        fields: dict[str, str] = {}
+        for name, value in params:
+            fields.setdefault(name, value)
+        sid = fields.get("MessageSid") or fields.get("SmsSid")
+        check_key(sid, "MessageSid", 64)
+        sender, to = fields.get("From", "").strip(), fields.get("To", "").strip()
+        if not sender or not to:
+            raise Rejection.malformed("bad_body", "From and To are required")
+        payload = canonical(
+            request,
+            message_id=sid,
+            **{"from": {"address": clean_text(sender, 320)}},
+            to=[{"address": clean_text(to, 320)}],
+            body=clean_text(fields.get("Body", "")),
+            sent_at=iso(request.now()),
+            attachments=self._media(fields) or None,
+        )
+        if payload["provider"]["kind"] not in ("sms", "mms"):
+            payload["provider"] = {**payload["provider"], "kind": "sms"}
+        owner = await self._owner(request, to)
+        if owner is not None and owner[0] != request.endpoint.customer_key:
+            payload["customer"] = {"key": owner[0], "name": owner[1]}
+            payload["provider"] = {"kind": owner[2], "name": owner[3]}
+        return Delivery("message.received", payload, idempotency_key=sid)
+
+    def _media(self, fields: dict[str, str]) -> list[dict]:
+        raw = fields.get("NumMedia", "0").strip() or "0"
+        if not raw.isdigit() or int(raw) > MAX_MEDIA:
+            raise Rejection.malformed("bad_media", f"NumMedia must be 0..{MAX_MEDIA}")
+        media = []
+        for n in range(int(raw)):
+            item = {"url": _media_url(fields.get(f"MediaUrl{n}"), n)}
+            content_type = fields.get(f"MediaContentType{n}", "").strip()
+            if content_type and len(content_type) <= 255:
+                item["content_type"] = content_type
+            media.append(item)
+        return media
+
+    async def _owner(self, request: WebhookRequest, number: str) -> tuple | None:
+        """(customer key, name, provider kind, name) of the mapping holding ``number``."""
+        try:
+            normalized = normalize_phone(number)
+        except ValueError:
+            return None
+        ref = request.endpoint.secret_ref or ""
+        key = (ref, normalized)
+        now = time.monotonic()
+        cached = self._customers.get(key)
+        if cached is not None and now - cached[0] < CUSTOMER_TTL:
+            return cached[1]
+
+        def lookup(conn):
+            with conn.cursor() as cur:
+                cur.execute(CUSTOMER_OF_NUMBER, (dedup_hash(normalized), normalized, ref))
+                return cur.fetchall()
+
+        rows = await request.read(lookup)
+        owners = {row[0] for row in rows}
+        owner = tuple(rows[0]) if len(owners) == 1 else None  # none, or ambiguous
+        if len(self._customers) >= CUSTOMER_CACHE:
+            self._customers.clear()
+        self._customers[key] = (now, owner)
+        return owner
+
+    def respond(self, request, outcome) -> WebhookResponse:
+        return WebhookResponse(200, TWIML_EMPTY, "text/xml")
+
+
+__all__ = ["Twilio", "algorithm_of", "signature", "url_variants"]

@@ -1,0 +1,82 @@
+"""The receiver's reads on one connection and one thread: endpoints, health, queue depth.
+
+Kept apart from the writer so a health check or an endpoint refresh never
+waits behind a group commit, and a slow commit never delays them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import psycopg2
+
+from ..queue.queries import DEPTH
+from .pg import Unavailable, close_quietly, is_connection_error, open_connection
+
+T = TypeVar("T")
+
+
+class Reader:
+    """Runs ``fn(connection)`` on the reader thread; reconnects by itself."""
+
+    def __init__(self, url: str, *, statement_timeout: float = 2.0) -> None:
+        self._url = url
+        self._statement_timeout = statement_timeout
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="convdb-serve-reader")
+        self._conn = None
+
+    async def run(self, fn: Callable[[object], T], *, timeout: float = 5.0) -> T:
+        """``fn(conn)``'s result; :class:`Unavailable` when the database is not there."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._executor, self._call, fn), timeout
+            )
+        except TimeoutError:
+            raise Unavailable(f"the database did not answer within {timeout:g} s") from None
+
+    def _call(self, fn):
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = open_connection(
+                    self._url,
+                    name="convdb serve (reads)",
+                    statement_timeout=self._statement_timeout,
+                )
+            try:
+                value = fn(self._conn)
+                self._conn.commit()
+                return value
+            except psycopg2.Error as exc:
+                lost = is_connection_error(exc)
+                close_quietly(self._conn) if lost else self._conn.rollback()
+                if lost:
+                    self._conn = None
+                    if attempt == 1:
+                        continue  # a stale connection after a database restart
+                raise Unavailable(f"database read failed: {' '.join(str(exc).split())}") from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        close_quietly(self._conn)
+        self._conn = None
+
+
+def ping(conn) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        return cur.fetchone()[0] == 1
+
+
+def queue_depth(conn) -> int:
+    """Events waiting for a worker (pending and due), the queue's own count."""
+    with conn.cursor() as cur:
+        cur.execute(DEPTH)
+        return cur.fetchone()[0]
+
+
+__all__ = ["Reader", "ping", "queue_depth"]

@@ -1,0 +1,394 @@
+"""Group commit: concurrent webhooks share one INSERT and one commit, each answered after it.
+
+One :class:`GroupWriter` per server process owns one connection and one
+thread. Requests hand it their row (:meth:`GroupWriter.store`) and wait.
+The thread takes everything queued (up to ``max_group`` rows), stores it in
+one statement (:data:`INSERT_GROUP`) and commits, with ``synchronous_commit``
+on; only then does it resolve each request's future with ``"stored"`` or
+``"duplicate"``. While one group commits, the next one queues up, so the
+group size follows the load by itself: one row at low load (no added wait),
+hundreds under a burst (one WAL flush for all of them).
+
+Failures stay with their request:
+
+- a group the database refuses is retried row by row, each in its own
+  transaction, so one bad row (a ``\\u0000`` that ``jsonb`` rejects) costs
+  its neighbours nothing and gets its own 400;
+- a lost connection is reopened and the group retried once: rows committed
+  before the loss come back as duplicates, which the idempotency key makes
+  exact; when the database stays away, every waiting request gets
+  :class:`~convdb.serve.pg.Unavailable` (503 with ``Retry-After``) and the
+  writer tries to reconnect at most once per ``retry_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import psycopg2
+
+from ..queue.queries import CHANNEL
+from ..sqlarray import Array
+from .adapters import Delivery, Rejection
+from .pg import Unavailable, close_quietly, is_connection_error, open_connection, sqlstate
+
+log = logging.getLogger("convdb.serve")
+
+# Rows in key order, so two receivers storing overlapping keys lock them in
+# the same order (no deadlock between groups). ON CONFLICT skips a key that
+# is already stored, or repeated earlier in the same group; RETURNING says
+# which keys this statement stored. pg_notify runs once per group (a CTE is
+# evaluated once) and the NOTIFY is delivered to idle workers at commit.
+INSERT_GROUP = """
+WITH ins AS (
+    INSERT INTO inbound_events (event_type, payload, idempotency_key)
+    SELECT u.t, u.p::jsonb, u.k
+      FROM unnest(%(types)s::text[], %(payloads)s::text[], %(keys)s::text[]) AS u(t, p, k)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key
+), n AS (
+    SELECT pg_notify(%(channel)s, %(event_type)s) FROM (SELECT 1 FROM ins LIMIT 1) stored
+)
+SELECT ins.idempotency_key FROM ins LEFT JOIN n ON true
+"""
+
+# Nonces are consumed in the transaction that stores their events: a nonce
+# is used exactly when its event is stored. RETURNING lists the fresh ones.
+CLAIM_NONCES = """
+INSERT INTO webhook_nonces (endpoint_id, nonce, idempotency_key, expires_at)
+SELECT u.e, u.n, u.k, now() + make_interval(secs => u.ttl)
+  FROM unnest(%(endpoints)s::bigint[], %(nonces)s::text[], %(keys)s::text[],
+              %(ttls)s::float8[]) AS u(e, n, k, ttl)
+ON CONFLICT (endpoint_id, nonce) DO NOTHING
+RETURNING endpoint_id, nonce
+"""
+
+# Who used a nonce before: the same delivery again (a retry) or another one (a replay).
+NONCE_OWNERS = """
+SELECT endpoint_id, nonce, idempotency_key
+  FROM webhook_nonces
+ WHERE (endpoint_id, nonce) IN (SELECT * FROM unnest(%(endpoints)s::bigint[], %(nonces)s::text[]))
+"""
+
+PURGE_NONCES = """
+DELETE FROM webhook_nonces
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM webhook_nonces WHERE expires_at < now() LIMIT 10000))
+"""
+
+PURGE_INTERVAL = 60.0
+# SQLSTATE classes of a value the database will never accept: data
+# exceptions (22: a \u0000 in jsonb), integrity (23), program limits (54).
+_REFUSED_CLASSES = ("22", "23", "54")
+_STOP = object()
+
+
+@dataclass(eq=False)
+class Pending:
+    """One row waiting for the writer, and how to tell its request the result."""
+
+    endpoint_id: int
+    event_type: str
+    payload: str
+    key: str
+    nonce: str | None
+    nonce_ttl: float
+    done: Callable[[object], None]
+
+
+class GroupWriter:
+    """The process's one writer thread and connection; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_group: int = 1000,
+        statement_timeout: float = 10.0,
+        retry_interval: float = 1.0,
+        on_group: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._url = url
+        self._max_group = max_group
+        self._statement_timeout = statement_timeout
+        self._retry_interval = retry_interval
+        self._on_group = on_group
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._conn = None
+        self._next_attempt = 0.0
+        self._down: Unavailable | None = None
+        self._in_flight = 0
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._last_purge = time.monotonic()
+
+    # --- the requests' side (event loop thread) ---------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="convdb-serve-writer", daemon=True
+            )
+            self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Rows queued or being written now."""
+        return self._queue.qsize() + self._in_flight
+
+    async def store(self, endpoint_id: int, key: str, delivery: Delivery, *, timeout: float) -> str:
+        """``"stored"`` or ``"duplicate"`` once committed; raises :class:`Unavailable`
+        (database away, timeout, shutting down) or a :class:`Rejection` (the row was
+        refused by the database, or its nonce was used by another delivery)."""
+        try:
+            payload = json.dumps(
+                delivery.payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            )
+        except ValueError:
+            raise Rejection.malformed("bad_payload", "the payload holds NaN or Infinity") from None
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def done(result: object) -> None:
+            loop.call_soon_threadsafe(_settle, future, result)
+
+        self._submit(
+            Pending(
+                endpoint_id,
+                delivery.event_type,
+                payload,
+                key,
+                delivery.nonce,
+                float(delivery.nonce_ttl),
+                done,
+            )
+        )
+        try:
+            result = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise Unavailable(f"the database did not commit within {timeout:g} s") from None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _submit(self, item: Pending) -> None:
+        if self._closing:
+            item.done(Unavailable("the server is shutting down"))
+            return
+        self.start()
+        self._queue.put(item)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the thread and close the connection."""
+        self._closing = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        close_quietly(self._conn)
+        self._conn = None
+
+    # --- the writer thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            group, stop = [first], False
+            while len(group) < self._max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                group.append(item)
+            self._in_flight = len(group)
+            try:
+                self._write(group)
+            except Exception as exc:  # a bug must not kill the thread and hang requests
+                log.exception("group commit failed unexpectedly")
+                for item in group:
+                    item.done(Unavailable(f"the writer failed: {type(exc).__name__}"))
+            self._in_flight = 0
+            if stop:
+                break
+            if time.monotonic() - self._last_purge > PURGE_INTERVAL:
+                self._purge_nonces()
+        leftover = Unavailable("the server is shutting down")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                item.done(leftover)
+
+    def _connection(self):
+        if self._conn is not None:
+            return self._conn
+        if time.monotonic() < self._next_attempt:
+            return None
+        try:
+            self._conn = open_connection(
+                self._url, name="convdb serve", statement_timeout=self._statement_timeout
+            )
+        except Unavailable as exc:
+            if self._down is None:
+                log.warning("database unavailable, answering 503 until it is back: %s", exc)
+            self._down = exc
+            self._next_attempt = time.monotonic() + self._retry_interval
+            return None
+        if self._down is not None:
+            log.warning("database reachable again")
+            self._down = None
+        return self._conn
+
+    def _lost(self, exc: BaseException) -> None:
+        log.warning("lost the database connection: %s", " ".join(str(exc).split()))
+        close_quietly(self._conn)
+        self._conn = None
+
+    def _write(self, group: list[Pending]) -> None:
+        started = time.perf_counter()
+        results: Sequence[object] | None = None
+        for _attempt in (1, 2):
+            conn = self._connection()
+            if conn is None:
+                break
+            try:
+                results = self._store(conn, group)
+                conn.commit()
+                break
+            except psycopg2.Error as exc:
+                _rollback(conn)
+                if is_connection_error(exc):
+                    self._lost(exc)
+                    continue  # reopen once and retry: the keys make it exact
+                results = [self._store_one(conn, item) for item in group]
+                break
+        if results is None:
+            error = self._down or Unavailable("the database is unavailable")
+            results = [error] * len(group)
+        elif self._on_group is not None:
+            self._on_group(len(group), time.perf_counter() - started)
+        for item, result in zip(group, results, strict=True):
+            item.done(result)
+
+    def _store_one(self, conn, item: Pending) -> object:
+        if self._conn is None:
+            return self._down or Unavailable("lost the database connection")
+        try:
+            (result,) = self._store(conn, [item])
+            conn.commit()
+            return result
+        except psycopg2.Error as exc:
+            _rollback(conn)
+            if is_connection_error(exc):
+                self._lost(exc)
+                return Unavailable(f"lost the database connection: {exc}")
+            code = sqlstate(exc) or ""
+            if code.startswith(_REFUSED_CLASSES):
+                detail = " ".join(str(getattr(exc, "pgerror", "") or exc).split())[:200]
+                log.info("database refused a row of endpoint %s: %s", item.endpoint_id, detail)
+                return Rejection.malformed("refused_by_database", detail)
+            return Unavailable(f"the database failed to store the event ({code or exc})")
+
+    def _store(self, conn, group: list[Pending]) -> list[object]:
+        """Every row's result, in ``group``'s order (the transaction is left open)."""
+        order = sorted(range(len(group)), key=lambda i: group[i].key)
+        results: list[object] = [None] * len(group)
+        with conn.cursor() as cur:
+            if any(item.nonce for item in group):
+                for i in self._replays(cur, group, order):
+                    results[i] = Rejection.unauthorized(
+                        "replayed", "this request's nonce was already used"
+                    )
+            rows = [i for i in order if results[i] is None]
+            if not rows:
+                return results
+            cur.execute(
+                INSERT_GROUP,
+                {
+                    "types": Array([group[i].event_type for i in rows]),
+                    "payloads": Array([group[i].payload for i in rows]),
+                    "keys": Array([group[i].key for i in rows]),
+                    "channel": CHANNEL,
+                    "event_type": group[rows[0]].event_type,
+                },
+            )
+            stored = {row[0] for row in cur.fetchall()}
+        for i in rows:
+            key = group[i].key
+            results[i] = "stored" if key in stored else "duplicate"
+            stored.discard(key)  # the same key again in this group is a duplicate
+        return results
+
+    def _replays(self, cur, group: list[Pending], order: list[int]) -> list[int]:
+        """Claim the group's nonces; the rows whose nonce another delivery used."""
+        with_nonce = [i for i in order if group[i].nonce]
+        cur.execute(
+            CLAIM_NONCES,
+            {
+                "endpoints": Array([group[i].endpoint_id for i in with_nonce]),
+                "nonces": Array([group[i].nonce for i in with_nonce]),
+                "keys": Array([group[i].key for i in with_nonce]),
+                "ttls": Array([group[i].nonce_ttl for i in with_nonce]),
+            },
+        )
+        fresh = {tuple(row) for row in cur.fetchall()}
+        again = []
+        for i in with_nonce:
+            pair = (group[i].endpoint_id, group[i].nonce)
+            if pair in fresh:
+                fresh.discard(pair)  # a second row with this nonce is checked below
+            else:
+                again.append(i)
+        if not again:
+            return []
+        cur.execute(
+            NONCE_OWNERS,
+            {
+                "endpoints": Array([group[i].endpoint_id for i in again]),
+                "nonces": Array([group[i].nonce for i in again]),
+            },
+        )
+        owners = {(row[0], row[1]): row[2] for row in cur.fetchall()}
+        return [
+            i for i in again if owners.get((group[i].endpoint_id, group[i].nonce)) != group[i].key
+        ]
+
+    def _purge_nonces(self) -> None:
+        self._last_purge = time.monotonic()
+        conn = self._connection()
+        if conn is None:
+            return
+        try:
+            with conn.cursor() as cur:
+                cur.execute(PURGE_NONCES)
+            conn.commit()
+        except psycopg2.Error as exc:
+            _rollback(conn)
+            if is_connection_error(exc):
+                self._lost(exc)
+
+
+def _rollback(conn) -> None:
+    with contextlib.suppress(psycopg2.Error):
+        conn.rollback()
+
+
+def _settle(future: asyncio.Future, result: object) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+__all__ = ["GroupWriter", "Pending"]

@@ -1,0 +1,124 @@
+"""The group-commit writer on real PostgreSQL: grouping, duplicates, nonces, refused rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from convdb import db as convdb_db
+from convdb.serve import endpoints
+from convdb.serve.adapters import Delivery, Rejection
+from convdb.serve.writer import GroupWriter
+from convdb.testing import query, scalar
+
+
+@pytest.fixture
+def endpoint_ids(db_url):
+    database = convdb_db.open_database(db_url)
+    try:
+        ids = [
+            endpoints.add(
+                database,
+                "acme",
+                name,
+                kind="sms",
+                adapter="standard",
+                secret_ref="env:X",
+                known_adapters=["standard"],
+            ).id
+            for name in ("one", "two")
+        ]
+    finally:
+        database.close()
+    return ids
+
+
+async def store_all(writer: GroupWriter, items):
+    async def one(endpoint_id, key, delivery):
+        try:
+            return await writer.store(endpoint_id, key, delivery, timeout=10)
+        except Rejection as exc:
+            return exc.reason
+
+    return await asyncio.gather(*(one(*item) for item in items))
+
+
+def test_concurrent_rows_share_commits_and_duplicates_are_stored_once(db_url, endpoint_ids):
+    groups: list[int] = []
+    writer = GroupWriter(db_url, on_group=lambda rows, _s: groups.append(rows))
+    first = endpoint_ids[0]
+    items = [
+        (first, f"hook:{first}:k{i % 150}", Delivery("message.received", {"i": i}, f"k{i}"))
+        for i in range(300)
+    ]
+    try:
+        results = asyncio.run(store_all(writer, items))
+    finally:
+        writer.close()
+    assert results.count("stored") == 150 and results.count("duplicate") == 150
+    assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 150
+    assert sum(groups) == 300 and len(groups) < 300  # rows really were grouped
+    # The first of each pair in arrival order is the stored one.
+    assert query(
+        db_url,
+        "SELECT payload->>'i' FROM inbound_events WHERE idempotency_key = %s",
+        (f"hook:{first}:k7",),
+    ) == [("7",)]
+
+
+def test_a_nonce_is_consumed_with_its_event(db_url, endpoint_ids):
+    one, two = endpoint_ids
+    writer = GroupWriter(db_url)
+
+    def delivery(key: str, nonce: str):
+        return Delivery("message.received", {"k": key}, key, nonce=nonce, nonce_ttl=600)
+
+    try:
+        first = asyncio.run(store_all(writer, [(one, f"hook:{one}:a", delivery("a", "n1"))]))
+        later = asyncio.run(
+            store_all(
+                writer,
+                [
+                    (one, f"hook:{one}:a", delivery("a", "n1")),  # the same delivery again: a retry
+                    (one, f"hook:{one}:b", delivery("b", "n1")),  # another body with a used nonce
+                    (
+                        two,
+                        f"hook:{two}:b",
+                        delivery("b", "n1"),
+                    ),  # another endpoint's nonces are its own
+                    (one, f"hook:{one}:c", delivery("c", "n2")),
+                    (one, f"hook:{one}:d", delivery("d", "n2")),  # a nonce twice in one group
+                ],
+            )
+        )
+    finally:
+        writer.close()
+    assert first == ["stored"]
+    assert later == ["duplicate", "replayed", "stored", "stored", "replayed"]
+    keys = {row[0] for row in query(db_url, "SELECT idempotency_key FROM inbound_events")}
+    assert keys == {f"hook:{one}:a", f"hook:{two}:b", f"hook:{one}:c"}
+    assert scalar(db_url, "SELECT count(*) FROM webhook_nonces") == 3
+
+
+def test_a_refused_row_fails_alone(db_url, endpoint_ids):
+    one = endpoint_ids[0]
+    writer = GroupWriter(db_url)
+    items = [(one, f"hook:{one}:ok{i}", Delivery("x", {"i": i}, f"ok{i}")) for i in range(20)]
+    items.insert(10, (one, f"hook:{one}:bad", Delivery("x", {"s": "nul \u0000 here"}, "bad")))
+    try:
+        results = asyncio.run(store_all(writer, items))
+    finally:
+        writer.close()
+    assert results[10] == "refused_by_database"
+    assert results[:10] + results[11:] == ["stored"] * 20
+    assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 20
+
+
+def test_a_closed_writer_refuses_new_rows_as_unavailable(db_url, endpoint_ids):
+    from convdb.serve.pg import Unavailable
+
+    writer = GroupWriter(db_url)
+    writer.close()
+    with pytest.raises(Unavailable, match="shutting down"):
+        asyncio.run(writer.store(endpoint_ids[0], "k", Delivery("x", {}, "k"), timeout=5))
