@@ -131,9 +131,12 @@ def scan_with_core(entry_points: Iterable[importlib.metadata.EntryPoint] | None 
 
 
 def _own_version() -> str:
-    from .. import __version__
-
-    return __version__
+    """convdb's version as installed (the core's entry point is missing only when that
+    metadata is stale or absent: then ``?``)."""
+    try:
+        return importlib.metadata.version("convdb")
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 def ordered_plugins() -> list[Found]:
