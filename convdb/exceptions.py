@@ -78,6 +78,10 @@ class PayloadError(ConvdbError):
     """
 
 
+class PayloadTooLargeError(PayloadError):
+    """A payload over ``CONVDB_MAX_PAYLOAD_BYTES`` (the receiver answers 413)."""
+
+
 class TransientError(ConvdbError):
     """Raised by a queue handler for a failure worth retrying (a service that is down).
 

@@ -34,7 +34,7 @@ from ..config import (
     DEFAULT_MAX_PAYLOAD_DEPTH,
     load_settings,
 )
-from ..exceptions import PayloadError, QueueError
+from ..exceptions import PayloadError, PayloadTooLargeError, QueueError
 from ..plugins import EVENT_TYPE_RE
 
 __all__ = [
@@ -153,8 +153,8 @@ def _deep_error(limits: Limits) -> PayloadError:
     return PayloadError(f"nested deeper than {limits.depth} levels (CONVDB_MAX_PAYLOAD_DEPTH)")
 
 
-def size_error(size: int, limits: Limits) -> PayloadError:
-    return PayloadError(
+def size_error(size: int, limits: Limits) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
         f"{size:,} bytes of JSON, over the limit of {limits.payload_bytes:,} "
         "(CONVDB_MAX_PAYLOAD_BYTES)"
     )

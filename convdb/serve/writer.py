@@ -11,9 +11,13 @@ hundreds under a burst (one WAL flush for all of them).
 
 Failures stay with their request:
 
+- before it is queued, a row is held to the queue's limits
+  (:mod:`convdb.queue.limits`: size, depth, key, event type, and what
+  ``jsonb`` cannot hold), so nothing the worker would refuse is acknowledged:
+  413 over ``CONVDB_MAX_PAYLOAD_BYTES``, else 400;
 - a group the database refuses is retried row by row, each in its own
-  transaction, so one bad row (a ``\\u0000`` that ``jsonb`` rejects) costs
-  its neighbours nothing and gets its own 400;
+  transaction, so one bad row (an endpoint deleted meanwhile) costs its
+  neighbours nothing and gets its own 400;
 - a lost connection is reopened and the group retried once: rows committed
   before the loss come back as duplicates, which the idempotency key makes
   exact; when the database stays away, every waiting request gets
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import threading
@@ -35,6 +38,8 @@ from dataclasses import dataclass
 
 import psycopg2
 
+from ..exceptions import PayloadError, PayloadTooLargeError, QueueError
+from ..queue import limits as queue_limits
 from ..queue.queries import CHANNEL
 from ..sqlarray import Array
 from .adapters import Delivery, Rejection
@@ -147,12 +152,7 @@ class GroupWriter:
         """``"stored"`` or ``"duplicate"`` once committed; raises :class:`Unavailable`
         (database away, timeout, shutting down) or a :class:`Rejection` (the row was
         refused by the database, or its nonce was used by another delivery)."""
-        try:
-            payload = json.dumps(
-                delivery.payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-            )
-        except ValueError:
-            raise Rejection.malformed("bad_payload", "the payload holds NaN or Infinity") from None
+        payload = _queued(delivery, key)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
@@ -379,6 +379,20 @@ class GroupWriter:
             _rollback(conn)
             if is_connection_error(exc):
                 self._lost(exc)
+
+
+def _queued(delivery: Delivery, key: str) -> str:
+    """The payload's stored text, held to the queue's limits (what the worker would
+    refuse is never acknowledged): 413 over the size, else 400 naming the limit."""
+    limits = queue_limits.configured()
+    try:
+        queue_limits.check_key(key, limits)
+        queue_limits.check_event_type(delivery.event_type, limits)
+        return queue_limits.encode(delivery.payload, limits)
+    except PayloadTooLargeError as exc:
+        raise Rejection.too_large(f"the event is {exc}") from None
+    except (PayloadError, QueueError) as exc:
+        raise Rejection.malformed("bad_payload", f"the event cannot be queued: {exc}") from None
 
 
 def _rollback(conn) -> None:

@@ -105,7 +105,9 @@ def test_a_refused_row_fails_alone(db_url, endpoint_ids):
     one = endpoint_ids[0]
     writer = GroupWriter(db_url)
     items = [(one, f"hook:{one}:ok{i}", Delivery("x", {"i": i}, f"ok{i}")) for i in range(20)]
-    items.insert(10, (one, f"hook:{one}:bad", Delivery("x", {"s": "nul \u0000 here"}, "bad")))
+    # a nonce for an endpoint that does not exist: webhook_nonces' foreign key refuses it
+    gone = max(endpoint_ids) + 1000
+    items.insert(10, (gone, f"hook:{gone}:bad", Delivery("x", {"i": -1}, "bad", nonce="n-1")))
     try:
         results = asyncio.run(store_all(writer, items))
     finally:

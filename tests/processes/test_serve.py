@@ -149,7 +149,7 @@ BAD = [
     ("latin1", dict(body=b'{"type":"x","data":{"a":"\xe9"}}'), 400, "bad_json"),
     ("bad_type", dict(event_type="no spaces allowed"), 400, "bad_event_type"),
     ("other_customer", dict(event_type="message.received"), 400, "wrong_customer"),
-    ("nul", dict(body=b'{"type":"x","data":{"a":"\\u0000"}}'), 400, "refused_by_database"),
+    ("nul", dict(body=b'{"type":"x","data":{"a":"\\u0000"}}'), 400, "bad_payload"),
 ]
 
 
@@ -197,7 +197,8 @@ def test_bad_requests_before_any_adapter(receiver):
 
 
 def test_one_bad_row_costs_its_group_nothing(receiver):
-    """Concurrent deliveries share group commits; a row PostgreSQL refuses fails alone."""
+    """Concurrent deliveries share group commits; a bad one fails alone (a row
+    PostgreSQL itself refuses: tests/db/test_serve_writer.py)."""
     url, sender = receiver["url"], receiver["env"]
     requests = [
         sender.request(example(message_id=f"m-grp-{i}"), msg_id=f"msg_grp_{i}") for i in range(40)
@@ -305,3 +306,24 @@ def _utc(seconds: int):
     import datetime as dt
 
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+
+
+def test_the_queue_limits_hold_at_the_receiver(db_url):
+    """An event the worker would refuse for a queue limit is never acknowledged:
+    413 over CONVDB_MAX_PAYLOAD_BYTES, 400 past CONVDB_MAX_PAYLOAD_DEPTH, each
+    naming the setting, nothing stored; an event within the limits is stored."""
+    limits = {"CONVDB_MAX_PAYLOAD_BYTES": "4096", "CONVDB_MAX_PAYLOAD_DEPTH": "6"}
+    server, sender = serving(db_url, env=limits)
+    nested: dict = {"x": 1}
+    for _ in range(8):
+        nested = {"n": nested}
+    with server, server.client() as client:
+        big = sender.post(client, example(message_id="big", body="b" * 5000), msg_id="msg_big")
+        deep = sender.post(client, example(message_id="deep", extra=nested), msg_id="msg_deep")
+        fits = sender.post(client, example(message_id="fits", body="b" * 3000), msg_id="msg_fits")
+    assert (big.status_code, big.json()["error"]) == (413, "too_large")
+    assert "CONVDB_MAX_PAYLOAD_BYTES" in big.json()["detail"]
+    assert (deep.status_code, deep.json()["error"]) == (400, "bad_payload")
+    assert "CONVDB_MAX_PAYLOAD_DEPTH" in deep.json()["detail"]
+    assert fits.status_code == 200
+    assert count(db_url) == count(db_url, "%msg_fits") == 1
