@@ -1,8 +1,11 @@
-"""How an adapter refuses a request: :class:`Rejection`, and key validation."""
+"""How an adapter refuses a request: :class:`Rejection`, key validation, and the queue's limits."""
 
 from __future__ import annotations
 
 import re
+
+from ..exceptions import PayloadError, PayloadTooLargeError, QueueError
+from ..queue import limits as queue_limits
 
 REASON_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _KEY_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
@@ -64,3 +67,18 @@ def check_key(value: object, what: str, limit: int) -> str:
 
 
 __all__ = ["REASON_RE", "Rejection", "check_key"]
+
+
+def queued_text(event_type: str, payload: dict, key: str) -> str:
+    """The payload's stored text, held to the queue's limits (what the worker would
+    refuse is never acknowledged): a 413 :class:`Rejection` over the size, else a
+    400 (``bad_payload``) naming the limit."""
+    limits = queue_limits.configured()
+    try:
+        queue_limits.check_key(key, limits)
+        queue_limits.check_event_type(event_type, limits)
+        return queue_limits.encode(payload, limits)
+    except PayloadTooLargeError as exc:
+        raise Rejection.too_large(f"the event is {exc}") from None
+    except (PayloadError, QueueError) as exc:
+        raise Rejection.malformed("bad_payload", f"the event cannot be queued: {exc}") from None

@@ -38,12 +38,11 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from ..exceptions import PayloadError, PayloadTooLargeError, QueueError
-from ..queue import limits as queue_limits
 from ..queue.queries import CHANNEL
 from ..sqlarray import Array
 from .adapters import Delivery, Rejection
 from .pg import Unavailable, close_quietly, is_connection_error, open_connection, sqlstate
+from .rejection import queued_text
 
 log = logging.getLogger("convdb.serve")
 
@@ -152,7 +151,7 @@ class GroupWriter:
         """``"stored"`` or ``"duplicate"`` once committed; raises :class:`Unavailable`
         (database away, timeout, shutting down) or a :class:`Rejection` (the row was
         refused by the database, or its nonce was used by another delivery)."""
-        payload = _queued(delivery, key)
+        payload = queued_text(delivery.event_type, delivery.payload, key)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
@@ -379,20 +378,6 @@ class GroupWriter:
             _rollback(conn)
             if is_connection_error(exc):
                 self._lost(exc)
-
-
-def _queued(delivery: Delivery, key: str) -> str:
-    """The payload's stored text, held to the queue's limits (what the worker would
-    refuse is never acknowledged): 413 over the size, else 400 naming the limit."""
-    limits = queue_limits.configured()
-    try:
-        queue_limits.check_key(key, limits)
-        queue_limits.check_event_type(delivery.event_type, limits)
-        return queue_limits.encode(delivery.payload, limits)
-    except PayloadTooLargeError as exc:
-        raise Rejection.too_large(f"the event is {exc}") from None
-    except (PayloadError, QueueError) as exc:
-        raise Rejection.malformed("bad_payload", f"the event cannot be queued: {exc}") from None
 
 
 def _rollback(conn) -> None:
