@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from twilio.request_validator import RequestValidator
 
+from convdb.attachments import digest_of
 from convdb.testing import query, scalar
 
 from ..provider_support import (
@@ -254,6 +255,29 @@ def test_sendgrid_duplicate_delivery_is_stored_once(hooks):
     assert len(events(hooks["url"], "%20251105090001.4711@mail.example.de")) == 1
 
 
+def test_sendgrid_raw_mime_mode(hooks):
+    """ "POST the raw, full MIME message": the text, the subject, the sender and
+    the attachment come from ``email`` (an ISO-8859-1 quoted-printable part, a
+    base64 PNG); the Message-ID is the key; a redelivery is stored once."""
+    client, path, store = hooks["client"], hooks["paths"]["sendgrid"], hooks["store"]
+    body, headers = _sendgrid("raw_mime.multipart")
+    first = client.post(path, content=body, headers=headers)
+    again = client.post(path, content=body, headers=headers)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == {"status": "duplicate"}
+    [(key, event)] = events(hooks["url"], "%raw-mime-1@mail.example.fr")
+    assert key.endswith(":mid:raw-mime-1@mail.example.fr")
+    assert event["body"].startswith("Bonjour, voilà le reçu. Déjà payé.")
+    assert event["subject"] == "Reçu : facture"
+    assert event["from"]["address"] == "andre@example.fr"
+    assert event["from"]["name"] == "André François"
+    [attachment] = event["attachments"]
+    assert (attachment["content_type"], attachment["filename"]) == ("image/png", "recu.png")
+    digest = digest_of(attachment["url"])
+    data = (store / "sha256" / digest[:2] / digest[2:4] / digest).read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) == attachment["size"]
+
+
 def test_sendgrid_forged_requests_are_refused_and_nothing_is_stored(hooks):
     """(c) Wrong or missing credentials: 401 before the body is read; nothing in the
     queue, no attachment bytes in the store."""
@@ -423,6 +447,7 @@ def test_every_provider_end_to_end_into_the_views(hooks):
         ("sendgrid", *_sendgrid("latin1_attachments.multipart")),
         ("sendgrid", *_sendgrid("shift_jis_no_message_id.multipart")),
         ("sendgrid-token", *_sendgrid("long_thread_reply.multipart", auth=None)),
+        ("sendgrid", *_sendgrid("raw_mime.multipart")),
         ("mailgun", *mailgun_multipart("attachments.multipart", MAILGUN_KEY)),
         ("mailgun", *mailgun_form("thread_reply.form", MAILGUN_KEY)),
         ("postmark", *_postmark("attachments.json")),
@@ -436,6 +461,7 @@ def test_every_provider_end_to_end_into_the_views(hooks):
     assert "Grüße aus Köln!\n\nAnbei der Lageplan und das Angebot. Ça va, Éloïse?\n" in bodies
     assert any(b.startswith("お世話になっております。\n請求書の件") for b in bodies)
     assert any(b.startswith("Hola 👋 ¿podemos") for b in bodies)
+    assert any(b.startswith("Bonjour, voilà le reçu.") for b in bodies)
     stored = query(
         url,
         "SELECT u.raw, a.content_type, a.size FROM attachments a "
