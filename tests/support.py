@@ -91,7 +91,7 @@ def snapshot(rows) -> dict[str, list]:
 
 
 def migrate_before(url: str, number: str) -> None:
-    """Migrate the core at ``url`` up to, not including, migration ``number`` ("019")."""
+    """Migrate the core at ``url`` up to, not including, migration ``number`` ("023")."""
     migrate_lib.run(url, echo=lambda _: None)
     later = [n for n in CORE.modules() if n >= number]
     migrate_lib.rollback(url, count=len(later), echo=lambda _: None)

@@ -115,7 +115,7 @@ MESSAGE_TYPES = (
 # The participants and the messages in one statement: the counter triggers of
 # both tables then run at its end, the messages' one first (it recounts the
 # participants too), so the participants' one finds nothing left to change
-# and a new conversation is written once, not twice (migration 019).
+# and a new conversation is written once, not twice (migration 023).
 MESSAGES = f"""
 WITH participants AS (
     INSERT INTO conversation_participants (conversation_id, contact_id, role)

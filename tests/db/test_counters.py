@@ -1,10 +1,10 @@
-"""Conversation counters (003_baseline_counters, 019): right after every kind of write, by anyone.
+"""Conversation counters (003_baseline_counters, 023): right after every kind of write, by anyone.
 
 ``last_message_at``, ``message_count`` and ``participant_count`` (distinct
 contacts) must equal what aggregating the rows gives, after plain SQL, after
 the models, after deletes and moves, under concurrent writers, and after the
 backfills of a database that held messages before the first history's 010
-and participants before 019.
+and participants before 023.
 """
 
 from __future__ import annotations
@@ -349,10 +349,10 @@ def test_migration_backfills_existing_rows(empty_db_url):
         conn.close()
 
 
-def test_migration_019_recounts_participants_as_contacts(empty_db_url):
-    """A database that counted participant rows before 019 (the data model's
+def test_migration_023_recounts_participants_as_contacts(empty_db_url):
+    """A database that counted participant rows before 023 (the data model's
     sample counted 2) counts distinct contacts after it, updated_at unchanged."""
-    migrate_before(empty_db_url, "019")
+    migrate_before(empty_db_url, "023")
     conn = psycopg2.connect(empty_db_url)
     conn.autocommit = True
     try:
@@ -368,7 +368,7 @@ def test_migration_019_recounts_participants_as_contacts(empty_db_url):
             assert_counters_right(cur)
             cur.execute("SELECT DISTINCT updated_at FROM conversations")
             assert cur.fetchall() == [(dt.datetime(2020, 1, 1, tzinfo=UTC),)]
-        migrate_before(empty_db_url, "019")
+        migrate_before(empty_db_url, "023")
         with conn.cursor() as cur:  # rolled back: rows counted again, as 016's triggers do
             assert counters(cur)[ids["conversation_id"]][1:] == (1, 2)
     finally:

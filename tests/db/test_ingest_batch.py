@@ -1,5 +1,5 @@
 """The batch path in the worker: one set-based call for a batch, fallbacks event by event,
-and the counters with the schema before and after migration 019."""
+and the counters with the schema before and after migration 023."""
 
 from __future__ import annotations
 
@@ -199,7 +199,7 @@ def test_new_code_on_the_first_history_leaves_the_counting_to_its_triggers(empty
     """On a database migrated with the first history (001-016), 016's
     triggers (``_v3``) count as they did, rows of participants rather than
     contacts: this code sets nothing that makes them stand aside, and counts
-    nothing itself. (019 recounts them: test_counters.)"""
+    nothing itself. (023 recounts them: test_counters.)"""
     migrate_lib.run(empty_db_url, sources=[HISTORY_0_1], echo=lambda _: None)
     # this ingestion writes attachments.size (021, after the first history)
     query(empty_db_url, "ALTER TABLE attachments ADD COLUMN size BIGINT")
@@ -236,10 +236,10 @@ SELECT set_config('convdb.counters_by_caller', 'on', true), {messages}, {partici
 )
 
 
-def test_code_written_for_016_finds_its_triggers_gone_and_is_counted_by_019s(db):
+def test_code_written_for_016_finds_its_triggers_gone_and_is_counted_by_023s(db):
     """Code written for 016 asks whether the triggers call the ``_v3``
     functions, sets ``convdb.counters_by_caller`` and counts only when they
-    do: with 019 they do not, so it counts nothing, and the ``_v4``
+    do: with 023 they do not, so it counts nothing, and the ``_v4``
     triggers, which ignore that setting, count its rows."""
     with db.atomic():
         ingest_messages(db, mixed_messages()[:10])
@@ -263,7 +263,7 @@ def test_code_written_for_016_finds_its_triggers_gone_and_is_counted_by_019s(db)
 def test_a_batch_writes_each_conversation_once(db):
     """The counter triggers of the participants and the messages a batch
     inserts in one statement update each conversation once, whether the batch
-    created it or not (migration 019's ordering)."""
+    created it or not (migration 023's ordering)."""
 
     def updates() -> int:
         sql = "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'conversations'"
