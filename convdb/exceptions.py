@@ -1,9 +1,10 @@
 """One exception tree for convdb, with messages written for operators.
 
-Every error convdb raises on purpose is a :class:`ConvdbError`. Driver errors
-are translated at one point (:func:`convdb.db.translate_errors`) and kept as
-``__cause__``; the CLI prints ``Error: <message>`` plus the cause chain and
-exits non-zero, with a traceback only under ``-v``.
+Every error convdb raises on purpose is a :class:`ConvdbError`; a driver
+error it wraps stays its ``__cause__``. The CLI (``convdb.cli``) prints
+``Error: <message>``, password masked, and exits 1; ``-v`` adds the
+traceback and the cause chain. Any other exception is reported as
+unexpected, in one line.
 """
 
 from __future__ import annotations

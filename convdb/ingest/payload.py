@@ -1,6 +1,6 @@
 """Validation of canonical payloads into :class:`CanonicalMessage`.
 
-The format is in SPEC.md ("The canonical message event") and
+The format is in ``docs/queue.md`` ("The canonical message event") and
 ``docs/ingestion.md``. :func:`parse_message` checks every field before any
 SQL runs, and raises :class:`~convdb.exceptions.PayloadError` naming the
 first bad one (``sent_at: ...``, ``to[1].address: ...``): a permanent failure,

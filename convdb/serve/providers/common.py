@@ -1,7 +1,7 @@
 """What the provider adapters share: canonical payloads, email headers, keys, credentials.
 
 Every provider adapter turns its provider's request into the canonical
-``message.received`` payload (SPEC.md, "The canonical message event") for the
+``message.received`` payload (``docs/queue.md``, "The canonical message event") for the
 endpoint's customer, by :func:`canonical`. Email adapters find the thread
 (:func:`thread_key`), the idempotency key (:func:`message_key`) and the
 sending date (:func:`email_date`) in the message's headers the same way.
