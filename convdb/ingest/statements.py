@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 import peewee
 
 from .. import dedup
+from ..exceptions import TransientError
 from ..sqlarray import Array
 
 __all__ = ["columns", "create", "first", "intern", "refresh_plans", "run", "unnest"]
@@ -139,7 +140,9 @@ def create(
         )
         found.update({tuple(r[1:]): r[0] for r in run(db, select, columns(lost, len(names)))})
     if len(found) < len(wanted):
-        raise RuntimeError(f"{table}: rows vanished while finding or creating them")
+        # Deleted by another transaction between our conflict and the second
+        # look: a race, not a bad event, so the event is retried.
+        raise TransientError(f"{table}: rows deleted while this batch was creating them")
     return found
 
 

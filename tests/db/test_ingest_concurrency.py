@@ -16,7 +16,8 @@ import threading
 import pytest
 
 from convdb import db as convdb_db
-from convdb.ingest import ingest_messages, parse_message
+from convdb.exceptions import TransientError
+from convdb.ingest import ingest_messages, parse_message, statements
 from convdb.testing import query
 
 from ..support import ACTUAL, STORED, example, snapshot
@@ -96,3 +97,24 @@ def test_concurrent_batches_create_every_row_once(server, template_db, db_url):
     finally:
         server.drop(name)
     assert snapshot(lambda sql: query(db_url, sql)) == expected
+
+
+def test_a_row_deleted_between_conflict_and_second_look_is_a_transient_failure(
+    db, db_url, monkeypatch
+):
+    """Another transaction creates a customer (the INSERT conflicts with it), then
+    deletes it before the second look: retry the event, never send it dead."""
+    query(db_url, "INSERT INTO customers (key, name) VALUES ('gone', 'Gone')")
+    real_run = statements.run
+
+    def run(database, sql, params=()):
+        rows = real_run(database, sql, params)
+        if sql.startswith("INSERT INTO customers"):
+            query(db_url, "DELETE FROM customers WHERE key = 'gone'")
+        return rows
+
+    monkeypatch.setattr(statements, "run", run)
+    with db.atomic(), pytest.raises(TransientError, match="customers: rows deleted"):
+        statements.create(
+            db, "customers", [("key", "text")], [("name", "text")], {("gone",): ("Gone",)}
+        )
