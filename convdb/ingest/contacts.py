@@ -12,6 +12,7 @@ used.
 from __future__ import annotations
 
 from .. import dedup
+from ..exceptions import TransientError
 from .statements import columns, first, intern, run, unnest
 
 __all__ = ["people"]
@@ -112,6 +113,8 @@ def _contacts(db, channel: str, wanted: list) -> dict[tuple[int, str], int]:
                 if (c, n) in given and contact is not None:
                     contacts[(c, n)] = contact
                     stored_names[contact] = name
+            if any(k not in contacts for k in lost):  # ... and deleted it since: a race
+                raise TransientError("contacts: deleted while this batch was linking them")
     unnamed = {
         contacts[key]: name for key, name in named.items() if stored_names[contacts[key]] is None
     }

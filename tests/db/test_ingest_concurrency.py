@@ -17,6 +17,7 @@ import pytest
 
 from convdb import db as convdb_db
 from convdb.exceptions import TransientError
+from convdb.ingest import contacts as contacts_mod
 from convdb.ingest import ingest_messages, parse_message, statements
 from convdb.testing import query
 
@@ -118,3 +119,35 @@ def test_a_row_deleted_between_conflict_and_second_look_is_a_transient_failure(
         statements.create(
             db, "customers", [("key", "text")], [("name", "text")], {("gone",): ("Gone",)}
         )
+
+
+def test_a_contact_linked_then_deleted_by_another_transaction_is_a_transient_failure(
+    db, db_url, monkeypatch
+):
+    """Another transaction links the sender's address to a contact of its own
+    just before this batch does (so the batch's link conflicts), then deletes
+    that contact before the batch looks again: retry, never a KeyError."""
+    query(db_url, "INSERT INTO customers (key, name) VALUES ('acme', 'Acme, Inc.')")
+    query(db_url, "INSERT INTO email_addresses (raw) VALUES ('racer@example.com')")
+    real_run = statements.run
+    link = """
+        WITH c AS (INSERT INTO contacts (customer_id, display_name)
+                   SELECT id, 'Other' FROM customers WHERE key = 'acme'
+                   RETURNING id, customer_id)
+        INSERT INTO contact_addresses (customer_id, contact_id, email_address_id)
+        SELECT c.customer_id, c.id, e.id FROM c, email_addresses e
+         WHERE e.lowered = 'racer@example.com'"""
+
+    def run(database, sql, params=()):
+        racing = "INSERT INTO contacts (id, customer_id, display_name)" in sql
+        if racing:
+            query(db_url, link)
+        rows = real_run(database, sql, params)
+        if racing:
+            query(db_url, "DELETE FROM contacts WHERE display_name = 'Other'")
+        return rows
+
+    monkeypatch.setattr(contacts_mod, "run", run)
+    message = parse_message(example(sender={"address": "racer@example.com", "name": "R"}))
+    with db.atomic(), pytest.raises(TransientError, match="contacts: deleted"):
+        ingest_messages(db, [message])
