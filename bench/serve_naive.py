@@ -15,8 +15,8 @@ import psycopg2
 
 from convdb.serve.adapters import Rejection
 from convdb.serve.app import create_app as _create_app
+from convdb.serve.groupcommit import GroupWriter
 from convdb.serve.pg import Unavailable, close_quietly, open_connection
-from convdb.serve.writer import GroupWriter
 
 INSERT_ONE = """
 INSERT INTO inbound_events (event_type, payload, idempotency_key)

@@ -1,19 +1,8 @@
-"""Helpers for raw SQL in migrations.
+"""The old home of :mod:`convdb.migrate.sql`, kept so that applied migration modules
+(the core's, and plugins' written before it moved) still import: they must not be
+edited, since convdb checks their checksums. New modules import
+``from convdb.migrate.sql import run_sql``."""
 
-peewee hands every statement to psycopg2 with a parameter tuple, so a bare
-``%`` in SQL text (``RAISE NOTICE '%'``, ``format('%I')``, ``LIKE 'x%'``) is
-read as a placeholder. :func:`escape_percent` is the one place that doubles
-it; :func:`run_sql` queues a statement on a peewee-migrate migrator with it.
-"""
+from .migrate.sql import escape_percent, run_sql
 
-from __future__ import annotations
-
-
-def escape_percent(sql: str) -> str:
-    """``sql`` with every ``%`` doubled, for a driver call that has parameters."""
-    return sql.replace("%", "%%")
-
-
-def run_sql(migrator, sql: str) -> None:
-    """Queue raw ``sql`` (no parameters) on a peewee-migrate ``migrator``."""
-    migrator.sql(escape_percent(sql))
+__all__ = ["escape_percent", "run_sql"]

@@ -236,14 +236,6 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a database error, also when peewee wrapped psycopg2's."""
-    for candidate in (exc, *exc.args, exc.__cause__, exc.__context__):
-        if getattr(candidate, "pgcode", None):
-            return candidate.pgcode
-    return None
-
-
 # A password in every DATABASE_URL form of issue 11 (item 8). Each form is built
 # on a URL of the test server ("postgresql://postgres@..."): PIECE marks every
 # part of every password, so no output may contain it.

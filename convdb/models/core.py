@@ -1,7 +1,7 @@
 """Core tables: customers, their providers and endpoints, contacts, conversations.
 
 These classes are the Python description of the schema created by the
-migrations in ``migrations/``; ``tests/test_schema.py`` fails when the two
+migrations in ``migrations/``; ``tests/db/test_schema.py`` fails when the two
 drift apart. Enumerations are ``TEXT`` with a ``CHECK`` in the database; the
 allowed values are the tuples below.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import peewee
 
-from ..fields import BigIdentityField, TimestampTZField
 from .base import BaseModel
 from .dedup import AttachmentUrl, EmailAddress, EmailBody, PhoneNumber, XmsBody
+from .fields import BigIdentityField, TimestampTZField
 
 PROVIDER_KINDS = ("sms", "mms", "email", "voice", "voicemail")
 ENDPOINT_KINDS = ("sms", "mms", "email")

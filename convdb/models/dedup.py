@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import peewee
 
-from ..fields import BigIdentityField
 from .base import BaseModel
+from .fields import BigIdentityField
 
 
 class EmailBody(BaseModel):

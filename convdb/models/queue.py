@@ -5,8 +5,8 @@ from __future__ import annotations
 import peewee
 from playhouse.postgres_ext import BinaryJSONField
 
-from ..fields import BigIdentityField, TimestampTZField
 from .base import BaseModel
+from .fields import BigIdentityField, TimestampTZField
 
 EVENT_STATUSES = ("pending", "processing", "done", "dead")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import peewee
 
-from ..fields import BigIdentityField, TimestampTZField
 from .base import BaseModel
 from .core import Provider
+from .fields import BigIdentityField, TimestampTZField
 
 
 class WebhookEndpoint(BaseModel):

@@ -5,7 +5,7 @@ hands a claimed batch to. The fast path runs the whole batch in one
 transaction; when it fails, the batch is split (around the event whose
 handler raised, else in halves) and each part is processed
 the same way, down to single events, each run in a savepoint and its
-failure classified (:func:`~convdb.queue.manager.is_transient`): ``dead``
+failure classified (:func:`~convdb.pgerrors.is_transient`): ``dead``
 at once when permanent, ``pending`` with backoff when transient. Whatever
 a handler raises, ``BaseException`` included, fails its own event only.
 """
@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..exceptions import PayloadError, QueueError
+from ..pgerrors import is_connection_error, is_transient, sqlstate
 from . import limits as limits_mod
 from .limits import Limits
-from .manager import QueueManager, describe, is_connection_error, is_transient, sqlstate
+from .manager import QueueManager, describe
 
 Echo = Callable[[str], None]
 RETRY_AT_ONCE_SQLSTATES = {"40001", "40P01"}
@@ -209,7 +210,7 @@ class Dispatcher:
         """Run one event's handler inside the open savepoint; its outcome.
 
         Any exception the handler raises is the event's failure, classified
-        by :func:`~convdb.queue.manager.is_transient`; only a lost connection
+        by :func:`~convdb.pgerrors.is_transient`; only a lost connection
         leaves this method (the caller reconnects).
         """
         handler = self.handlers.get(event.event_type)

@@ -2,8 +2,8 @@
 
 :class:`QueueManager` wraps a peewee database (one connection per thread) and
 runs the statements of :mod:`convdb.queue.queries`. Driver errors leave it as
-:class:`~convdb.exceptions.QueueError` (cause kept); :func:`is_transient`
-decides whether a failure is worth retrying.
+:class:`~convdb.exceptions.QueueError` (cause kept);
+:func:`convdb.pgerrors.is_transient` decides whether a failure is worth retrying.
 """
 
 from __future__ import annotations
@@ -16,79 +16,14 @@ from dataclasses import dataclass, field
 import peewee
 import psycopg2
 
-from ..exceptions import ConvdbError, QueueError, TransientError
+from ..exceptions import ConvdbError, QueueError
 from ..models import InboundEvent
+from ..pgerrors import sqlstate
 from ..sqlarray import Array
 from . import queries
 from .limits import BATCH_BYTES, Limits
 
-# The only failures worth retrying (the classification table is in
-# docs/queue.md): serialization_failure, deadlock_detected,
-# lock_not_available (lock_timeout), query_canceled (statement_timeout or an
-# administrator's pg_cancel_backend), and lost connections: class 08 and the
-# server going away (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03
-# cannot_connect_now). Every other error is permanent.
-TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"}
 INSERT_SLICE = 10_000  # enqueue: rows per statement
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc``, its causes and contexts, and exceptions it wraps (peewee keeps the
-    psycopg2 error as its first argument)."""
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        candidate = todo.pop(0)
-        if candidate is None or id(candidate) in seen:
-            continue
-        seen.add(id(candidate))
-        yield candidate
-        todo.extend(a for a in getattr(candidate, "args", ()) if isinstance(a, BaseException))
-        todo.extend([candidate.__cause__, candidate.__context__])
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    """The PostgreSQL SQLSTATE behind ``exc``, if any."""
-    for candidate in _chain(exc):
-        code = getattr(candidate, "pgcode", None)
-        if code:
-            return code
-    return None
-
-
-_CONNECTION_ERRORS = (
-    psycopg2.InterfaceError,
-    psycopg2.OperationalError,
-    peewee.InterfaceError,
-    peewee.OperationalError,
-)
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """A lost, refused or unusable connection (reconnect, then retry)."""
-    code = sqlstate(exc)
-    if code is not None:
-        return code.startswith("08") or code in {"57P01", "57P02", "57P03"}
-    return any(isinstance(e, _CONNECTION_ERRORS) for e in _chain(exc))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Retry with backoff (True) or send the event dead at once (False)?
-
-    Transient: a lost connection, a deadlock, a serialization failure, a lock
-    or statement timeout, an administrator's cancel (SQLSTATEs above), and a
-    :class:`~convdb.exceptions.TransientError` a handler raises on purpose.
-    Everything else is permanent: invalid payloads, data the database refuses
-    (an index row too large, a value out of range), Python errors such as
-    ``OverflowError``, ``RecursionError`` or ``MemoryError``: running the same
-    event again would fail the same way.
-    """
-    if any(isinstance(e, TransientError) for e in _chain(exc)):
-        return True
-    code = sqlstate(exc)
-    if code is not None:
-        return code in TRANSIENT_SQLSTATES or code.startswith("08")
-    return is_connection_error(exc)
 
 
 def _text(value: object) -> str:

@@ -22,7 +22,7 @@ Each worker thread (``concurrency`` of them, each with its own connection):
    the event whose handler raised (the events before it, the event alone,
    the events after it), or in halves when the culprit is unknown (a batch
    handler raised). Each part is processed the same way; an event alone
-   runs in a savepoint and is classified (:func:`~convdb.queue.manager.is_transient`):
+   runs in a savepoint and is classified (:func:`~convdb.pgerrors.is_transient`):
    ``dead`` at once when permanent, ``pending`` again with exponential
    backoff and jitter when transient (``dead`` after the last attempt). A
    deadlock or serialization failure is retried at once, up to twice.
@@ -59,11 +59,12 @@ from .. import plugins
 from ..config import load_settings
 from ..db import ConvdbDatabase, init, open_database, resolve_url
 from ..exceptions import QueueError
+from ..pgerrors import is_connection_error
 from ..plugins import BatchHandler, Handler
 from . import limits as limits_mod
 from .dispatch import Counters, Dispatcher, Echo
 from .limits import BATCH_BYTES, Limits
-from .manager import QueueManager, describe, is_connection_error
+from .manager import QueueManager, describe
 
 
 def _stderr(message: str) -> None:

@@ -10,7 +10,7 @@ Modules: :mod:`~convdb.serve.adapters` (the interface, with
 :mod:`~convdb.serve.request` and :mod:`~convdb.serve.rejection`),
 :mod:`~convdb.serve.standard` (Standard Webhooks, the core's adapter),
 :mod:`~convdb.serve.registry`, :mod:`~convdb.serve.endpoints`,
-:mod:`~convdb.serve.secrets`, :mod:`~convdb.serve.writer` (group commit),
+:mod:`~convdb.serve.secrets`, :mod:`~convdb.serve.groupcommit` (group commit),
 :mod:`~convdb.serve.reader`, :mod:`~convdb.serve.metrics`,
 :mod:`~convdb.serve.settings`, :mod:`~convdb.serve.urls`,
 :mod:`~convdb.serve.app`, :mod:`~convdb.serve.server`.

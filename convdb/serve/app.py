@@ -37,12 +37,12 @@ from ..db import resolve_url
 from . import metrics
 from .adapters import Adapter, Headers, Outcome, Rejection, WebhookRequest, WebhookResponse
 from .endpoints import PATH_PREFIX, Directory, read_all
+from .groupcommit import GroupWriter
 from .pg import Unavailable
 from .reader import Reader, ping, queue_depth
 from .secrets import SecretUnavailable, read_secret
 from .settings import ServeSettings, load_serve_settings
 from .urls import client_address, public_url
-from .writer import GroupWriter
 
 log = logging.getLogger("convdb.serve")
 access_log = logging.getLogger("convdb.serve.access")

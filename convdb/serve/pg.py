@@ -14,7 +14,7 @@ import psycopg2
 
 from ..db import describe_connect_error
 from ..exceptions import DatabaseError
-from ..queue.manager import is_connection_error, sqlstate
+from ..pgerrors import is_connection_error, sqlstate
 
 CONNECT_TIMEOUT = 3
 

@@ -18,8 +18,7 @@ import pytest
 from convdb import dedup
 from convdb.dedup import dedup_hash, normalize_body, normalize_email, normalize_phone, normalize_url
 from convdb.exceptions import DedupCollisionError
-
-from ..support import sqlstate
+from convdb.pgerrors import sqlstate
 
 # table: (normalized column, Python normalizer, intern helper)
 TABLES = {

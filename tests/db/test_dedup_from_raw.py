@@ -14,9 +14,8 @@ from convdb import dedup
 from convdb import migrate as migrate_lib
 from convdb.dedup import dedup_hash, normalize_body, normalize_email, normalize_url
 from convdb.migrate import CORE
+from convdb.pgerrors import sqlstate
 from convdb.testing import query
-
-from ..support import sqlstate
 
 # table: (normalized column, Python normalizer, intern helper, a raw value, another one)
 TEXT_TABLES = {

@@ -19,8 +19,7 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from convdb import dedup
 from convdb.dedup import dedup_hash, normalize_phone
-
-from ..support import sqlstate
+from convdb.pgerrors import sqlstate
 
 MIGRATION = importlib.import_module("convdb.migrations.018_dedup_from_raw")
 TRUNK_PREFIXES = MIGRATION._trunk_prefixes()

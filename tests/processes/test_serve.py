@@ -198,7 +198,7 @@ def test_bad_requests_before_any_adapter(receiver):
 
 def test_one_bad_row_costs_its_group_nothing(receiver):
     """Concurrent deliveries share group commits; a bad one fails alone (a row
-    PostgreSQL itself refuses: tests/db/test_serve_writer.py)."""
+    PostgreSQL itself refuses: tests/db/test_serve_groupcommit.py)."""
     url, sender = receiver["url"], receiver["env"]
     requests = [
         sender.request(example(message_id=f"m-grp-{i}"), msg_id=f"msg_grp_{i}") for i in range(40)

@@ -157,7 +157,7 @@ def test_sql_trunk_prefixes_are_phonenumbers_own():
 
 
 def test_normalize_phone_region_default(monkeypatch, tmp_path):
-    from convdb import dedup
+    from convdb.dedup import normalize as dedup
 
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.delenv("CONVDB_PHONE_REGION", raising=False)

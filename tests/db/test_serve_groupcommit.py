@@ -9,7 +9,7 @@ import pytest
 from convdb import db as convdb_db
 from convdb.serve import endpoints
 from convdb.serve.adapters import Delivery, Rejection
-from convdb.serve.writer import GroupWriter
+from convdb.serve.groupcommit import GroupWriter
 from convdb.testing import query, scalar
 
 
