@@ -71,6 +71,7 @@ class Settings:
     """The validated settings; one field per :class:`Setting`."""
 
     database_url: str | None
+    read_url: str | None
     data_dir: Path
     phone_region: str
     # the webhook receiver's (convdb.serve.settings.ServeSettings is its view of them)
@@ -196,6 +197,13 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         _database_url,
         "postgresql://USER:PASSWORD@HOST:PORT/DBNAME; unset: the embedded PostgreSQL",
+    ),
+    Setting(
+        "CONVDB_READ_URL",
+        "read_url",
+        None,
+        _database_url,
+        "a replica for read-only work (search, console, reports); unset: DATABASE_URL",
     ),
     Setting(
         "CONVDB_DATA_DIR",
@@ -344,7 +352,7 @@ def environ(env_file: Path | None = None) -> dict[str, str]:
 
 
 def _shown(setting: Setting, text: str) -> str:
-    shown = mask_url(text) if setting.field == "database_url" else text
+    shown = mask_url(text) if setting.field in ("database_url", "read_url") else text
     return repr(shown if len(shown) <= 80 else shown[:80] + "…")
 
 

@@ -94,6 +94,15 @@ def resolve_url(settings: Settings | None = None, *, announce: bool = True) -> s
     return url
 
 
+def resolve_read_url(settings: Settings | None = None, *, announce: bool = True) -> str:
+    """The URL for read-only work: ``CONVDB_READ_URL`` (a replica), else :func:`resolve_url`.
+
+    Only work that decides no write may read here: a replica can lag.
+    """
+    settings = settings or load_settings()
+    return settings.read_url or resolve_url(settings, announce=announce)
+
+
 def connect(url: str | None = None, *, bind: bool = True) -> ConvdbDatabase:
     """Open the configured database and, with ``bind``, point the models at it."""
     db = open_database(url or resolve_url())
