@@ -10,7 +10,9 @@
     #   routes=[Mount("/convdb", app=create_app(url))]
 
 Routes: ``POST /hooks/{token}`` (and ``/hooks/{token}/{event_type}``) for
-webhooks, ``GET /healthz`` (200 when the database answers, else 503) and
+webhooks, ``GET /healthz`` (200 when the database answers, else 503; with
+``CONVDB_READ_URL``, ``"status": "degraded"`` and still 200 when a replica
+lags more than ``CONVDB_READ_MAX_LAG`` or cannot be reached) and
 ``GET /metrics`` (Prometheus text). Every request is logged as one line on
 the logger ``convdb.serve.access``, the token masked.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -33,7 +36,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..config import load_settings
 from ..db import resolve_url
+from ..replicas import ReplicaMonitor
 from . import metrics
 from .adapters import Adapter, Headers, Outcome, Rejection, WebhookRequest, WebhookResponse
 from .endpoints import PATH_PREFIX, Directory, read_all
@@ -70,6 +75,9 @@ class Receiver:
             on_group=lambda rows, _seconds: metrics.GROUP_ROWS.observe(rows),
         )
         self.directory = Directory(lambda: self.reader.run(read_all), refresh=settings.refresh)
+        # Replicas are only looked at, for /healthz: nothing here reads from them.
+        config = load_settings()
+        self.replicas = ReplicaMonitor(config.read_url, config.read_max_lag)
 
     @property
     def adapters(self) -> dict[str, Adapter]:
@@ -88,8 +96,9 @@ class Receiver:
             log.warning("database unavailable at start (answering 503 until it is back): %s", exc)
 
     async def shutdown(self) -> None:
-        await asyncio.to_thread(self.writer.close)
-        await asyncio.to_thread(self.reader.close)
+        # Bounded whatever the database does: a call it never answers is aborted.
+        await asyncio.to_thread(self.writer.close, self.settings.commit_timeout)
+        await asyncio.to_thread(self.reader.close, 3.0)
         metrics.mark_process_dead(os.getpid())
 
     # --- routes -------------------------------------------------------------------
@@ -189,7 +198,17 @@ class Receiver:
                 503, "database_unavailable", [("retry-after", str(self.settings.retry_after))]
             )
             return Response(answer.body, 503, dict(answer.headers), answer.content_type)
-        return Response(b'{"status":"ok"}', 200, media_type="application/json")
+        body = {"status": "ok"}
+        if self.replicas.url is not None:
+            try:
+                states = await asyncio.wait_for(asyncio.to_thread(self.replicas.states), 5.0)
+                reasons = self.replicas.degraded(states)
+            except TimeoutError:
+                states, reasons = [], ["the replicas did not answer within 5 s"]
+            body["replicas"] = [state.as_json() for state in states]
+            if reasons:
+                body.update(status="degraded", degraded=reasons)
+        return Response(json.dumps(body).encode(), 200, media_type="application/json")
 
     async def metrics(self, request: Request) -> Response:
         metrics.PENDING.set(self.writer.depth)
