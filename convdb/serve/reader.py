@@ -57,7 +57,9 @@ class Reader:
                     statement_timeout=self._statement_timeout,
                 )
             try:
-                deadline = self._statement_timeout + WATCHDOG_SLACK
+                # Half a second past the server's own timeout: before a caller's wait ends
+                # (/healthz: 3 s), so its retry on a new connection can still answer.
+                deadline = self._statement_timeout + min(WATCHDOG_SLACK, 0.5)
                 with self._watchdog.guard(self._conn, deadline, "a read"):
                     value = fn(self._conn)
                     self._conn.commit()
