@@ -17,6 +17,7 @@ fault of a wedged load balancer or a half-dead proxy.
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -108,10 +109,8 @@ class BlackHoleProxy:
                 self._silent.discard(peer)
                 pairs.append(peer)
         for s in pairs:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(s)
-            except (KeyError, ValueError):
-                pass
             s.close()
 
     def close(self) -> None:

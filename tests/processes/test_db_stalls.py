@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from convdb.testing import query
 
 from ..blackhole import BlackHoleProxy
 from ..serve_support import ServeProcess, add_endpoint
-from ..support import BIN, REPO, example, fill, status_counts, wait_until
+from ..support import WorkerProcess, example, fill, status_counts, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -106,38 +104,6 @@ def test_sigterm_exits_in_time_while_the_database_does_not_answer(receiver):
     assert took < COMMIT_TIMEOUT + 15
     assert in_flight == [503]
     assert "shutting down; waiting up to" in server.output  # says why it is slow
-
-
-class WorkerProcess:
-    """``convdb queue-worker ARGS`` on ``url`` with its output collected."""
-
-    def __init__(self, url: str, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        env["DATABASE_URL"] = url
-        self.proc = subprocess.Popen(
-            [str(BIN / "convdb"), "queue-worker", *args],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
 
 
 def test_worker_drains_again_after_a_black_hole_and_sigterm_exits_in_time(db_url):

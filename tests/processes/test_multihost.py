@@ -13,7 +13,7 @@ import pytest
 
 from convdb.testing import query, scalar
 
-from ..serve_support import ServeProcess, Sender
+from ..serve_support import Sender, ServeProcess
 from ..support import PIECE, example, run_cli
 
 pytestmark = pytest.mark.slow
@@ -120,7 +120,7 @@ def test_a_one_shot_command_with_no_host_up_fails_at_once_naming_each_host(empty
     assert result.stderr.startswith("Error: cannot connect to postgresql://")
     assert PIECE not in result.stdout + result.stderr
     for port in ("1", "2", "3"):
-        assert f'port {port} failed' in result.stderr
+        assert f"port {port} failed" in result.stderr
 
 
 def test_a_read_url_on_a_primary_is_accepted_with_a_note(db_url, fresh_db_url):
