@@ -285,8 +285,11 @@ class GroupWriter:
                 break
             try:
                 with self._guard(conn, f"a group commit of {len(group)} row(s)"):
-                    results = self._store(conn, group)
+                    stored = self._store(conn, group)
                     conn.commit()
+                # Only now: a commit that failed must not leave its results behind, or a
+                # reconnect that fails next would answer them as stored.
+                results = stored
                 break
             except psycopg2.Error as exc:
                 _rollback(conn)

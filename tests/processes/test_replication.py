@@ -99,6 +99,7 @@ class Answer:
     status: int
     sent: float
     answered: float
+    body: str = ""
 
 
 @dataclass
@@ -135,7 +136,7 @@ class Load:
                     status = client.post(self.sender.path, content=body, headers=headers)
                     with self._lock:
                         self.answers.append(
-                            Answer(msg_id, status.status_code, sent, time.monotonic())
+                            Answer(msg_id, status.status_code, sent, time.monotonic(), status.text)
                         )
                     if status.status_code == 200:
                         break
@@ -229,7 +230,15 @@ def test_failover_under_load_loses_and_doubles_nothing(cluster, how):
     assert 503 in statuses  # there was a window without a primary
     assert first_store < 10
     assert len(keys) == len(set(keys))  # stored exactly once
-    assert found == acked  # every acknowledged webhook is on the new primary
+    missing = {  # what the sender saw of a delivery that is not there: for the failure's message
+        m: [
+            (a.status, a.body, round(a.sent - fault, 3), round(a.answered - fault, 3))
+            for a in load.answers
+            if a.msg_id == m
+        ]
+        for m in acked - found
+    }
+    assert found == acked, missing  # every acknowledged webhook is on the new primary
     assert sent == len(acked)  # the provider's retries got every delivery stored
     assert messages == [(len(keys), len(keys))]  # each ingested exactly once
     assert scalar(new_url, "SELECT count(*) FROM inbound_events WHERE attempts > 1") <= 10
@@ -287,6 +296,24 @@ def test_reads_on_the_replica_return_what_the_primary_committed_once_replayed(cl
     report = wait_for_replay(lsn, 30, url=read_url)
     assert report.done and report.replayed == [f"127.0.0.1:{standby.port}"], report.summary()
     assert pending_on_replica() == 5
+
+
+def test_the_read_url_opened_as_any_url_gets_a_read_only_session(cluster, monkeypatch):
+    """Search and the console open ``resolve_read_url()`` themselves: on a standby that must
+    connect (not be refused as not writable) and be read-only."""
+    from convdb.db import closing, open_database, resolve_read_url
+
+    primary, standby = pair(cluster)
+    name = fresh_database(primary)
+    replayed(primary, standby)
+    monkeypatch.setenv("DATABASE_URL", cluster.url(name, [primary, standby]))
+    monkeypatch.setenv("CONVDB_READ_URL", cluster.url(name, [primary, standby][::-1]))
+    with closing(open_database(resolve_read_url())) as db:
+        assert db.execute_sql("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        assert db.execute_sql("SHOW transaction_read_only").fetchone() == ("on",)
+    monkeypatch.setenv("CONVDB_READ_URL", cluster.url(name, [standby]))
+    with closing(open_database(resolve_read_url())) as db:  # a standby alone: prefer-standby
+        assert db.execute_sql("SELECT count(*) FROM inbound_events").fetchone() == (0,)
 
 
 def _conn(url: str):
