@@ -56,16 +56,23 @@ class ConvdbDatabase(peewee.PostgresqlDatabase):
         self,
         url: str,
         *,
-        role: Role = "write",
-        read_only: bool = False,
+        role: Role | None = None,
+        read_only: bool | None = None,
         options: ConnectOptions | None = None,
         **kwargs,
     ) -> None:
         params = validate_url(url)
+        settings = load_settings() if options is None or role is None else None
+        if role is None:
+            # The read URL opened as any other (open_database(resolve_read_url())):
+            # a replica must not be refused for not being writable.
+            replica = settings.read_url is not None and settings.read_url != settings.database_url
+            role = "read" if replica and url == settings.read_url else "write"
         self.url = url
-        self.read_only = read_only
+        self.read_only = role == "read" if read_only is None else read_only
         self.session: dict[str, str] = {}  # more settings for every new session (SET)
         kwargs.setdefault("application_name", "convdb")
+        options = options or ConnectOptions.from_settings(settings)
         for key, value in connect_params(url, role, options).items():
             kwargs.setdefault(key, value)
         super().__init__(params["dbname"], dsn=url, **kwargs)
@@ -152,7 +159,10 @@ def resolve_url(settings: Settings | None = None, *, announce: bool = True) -> s
 def resolve_read_url(settings: Settings | None = None, *, announce: bool = True) -> str:
     """The URL for read-only work: ``CONVDB_READ_URL`` (a replica), else :func:`resolve_url`.
 
-    Only work that decides no write may read here: a replica can lag.
+    Only work that decides no write may read here: a replica can lag. Opened
+    as it is (``open_database(resolve_read_url())``), ``CONVDB_READ_URL`` gets
+    read-only sessions that prefer a standby; :func:`connect_read` also says
+    when it reached a primary.
     """
     settings = settings or load_settings()
     return settings.read_url or resolve_url(settings, announce=announce)
@@ -171,17 +181,19 @@ def connect_read(
 ) -> ConvdbDatabase:
     """A read-only session for work that decides no write: ``url``, else :func:`resolve_read_url`.
 
-    On ``CONVDB_READ_URL`` (several hosts allowed) libpq prefers a standby
-    (``target_session_attrs=prefer-standby`` unless the URL says otherwise);
-    one that turns out to be a primary is used, and ``note`` (default: a
-    line on stderr) says so once per process. What a replica returns may lag
-    the primary by its replay lag (:func:`convdb.replicas.replica_lag`).
-    Models are not bound to it.
+    On ``CONVDB_READ_URL`` (several hosts allowed), or on a ``url`` given
+    explicitly, libpq prefers a standby (``target_session_attrs=prefer-standby``
+    unless the URL says otherwise); on ``CONVDB_READ_URL``, one that turns out
+    to be a primary is used, and ``note`` (default: a line on stderr) says so
+    once per process. Without ``CONVDB_READ_URL`` it reads ``DATABASE_URL``'s
+    primary. What a replica returns may lag the primary by its replay lag
+    (:func:`convdb.replicas.check_replicas`). Models are not bound to it.
     """
     settings = settings or load_settings()
     replica = url is None and settings.read_url is not None
+    role = "read" if url is not None or replica else "write"
     url = url or resolve_read_url(settings)
-    db = open_database(url, role="read" if replica else "write", read_only=True)
+    db = open_database(url, role=role, read_only=True)
     if replica:
         from .replicas import note_primary
 

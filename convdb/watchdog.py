@@ -83,10 +83,15 @@ class Watchdog:
         self.aborted = 0  # calls aborted so far
 
     @contextlib.contextmanager
-    def guard(self, conn, seconds: float, what: str) -> Iterator[Call]:
+    def guard(self, conn, seconds: float, what: str) -> Iterator[Call | None]:
         """Watch the calls made on ``conn`` inside the block; abort them after ``seconds``."""
+        try:
+            fd = conn.fileno()
+        except Exception:  # closed already: the call fails at once, nothing to watch
+            yield None
+            return
         now = time.monotonic()
-        call = Call(conn, conn.fileno(), now + seconds, what, now)
+        call = Call(conn, fd, now + seconds, what, now)
         with self._lock:
             self._calls.add(call)
             self._start()

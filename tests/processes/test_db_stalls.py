@@ -183,3 +183,21 @@ def test_a_parameter_in_the_url_wins(db_url):
         assert db.connection().info.dsn_parameters["target_session_attrs"] == "any"
     finally:
         db.close()
+
+
+def test_the_read_url_prefers_a_standby_and_reads_in_read_only_sessions(db_url, monkeypatch):
+    from convdb.db import closing, connect_read, open_database, resolve_read_url
+
+    read_url = db_url + "?application_name=reads"
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("CONVDB_READ_URL", read_url)
+    notes = []
+    for db in (open_database(resolve_read_url()), connect_read(note=notes.append)):
+        with closing(db):
+            params = db.connection().info.dsn_parameters
+            assert params["target_session_attrs"] == "prefer-standby"
+            assert db.execute_sql("SHOW transaction_read_only").fetchone() == ("on",)
+    assert len(notes) == 1 and "reached a primary" in notes[0]  # a primary here: noted once
+    with closing(open_database(db_url)) as db:  # DATABASE_URL: the primary, writable
+        assert db.connection().info.dsn_parameters["target_session_attrs"] == "read-write"
+        assert db.execute_sql("SHOW transaction_read_only").fetchone() == ("off",)
