@@ -41,18 +41,12 @@ from dataclasses import dataclass
 
 import psycopg2
 
+from ..pgerrors import is_connection_error, sqlstate
 from ..queue.queries import CHANNEL
 from ..sqlarray import Array
 from ..watchdog import Watchdog
 from .adapters import Delivery, Rejection
-from .pg import (
-    WATCHDOG_SLACK,
-    Unavailable,
-    close_quietly,
-    is_connection_error,
-    open_connection,
-    sqlstate,
-)
+from .pg import WATCHDOG_SLACK, Unavailable, close_quietly, open_connection
 from .rejection import queued_text
 
 log = logging.getLogger("convdb.serve")
