@@ -53,14 +53,13 @@ class Chart:
     right: int
 
 
+#: Tick steps: 1, 2, 5 times a power of ten, and 25, 250, ...
+_TICKS = sorted({m * 10**e for e in range(13) for m in (1, 2, 5)} | {25 * 10**e for e in range(12)})
+
+
 def _nice_max(value: int) -> int:
-    if value <= 4:
-        return 4
-    step = 10 ** (len(str(value)) - 1)
-    for factor in (1, 2, 2.5, 5, 10):
-        if value <= factor * step:
-            return int(factor * step)
-    return value
+    """The axis top: four equal whole ticks from :data:`_TICKS` that reach ``value``."""
+    return 4 * next((t for t in _TICKS if 4 * t >= value), _TICKS[-1])
 
 
 def build(minutes: list[dt.datetime], series: dict[str, list[int]]) -> Chart:
