@@ -43,6 +43,8 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
 
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,15 @@ def log_in(driver, base: str, password: str) -> None:
     driver.delete_all_cookies()
     driver.get(base + "/login")
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "login").click()
+    follow(driver, driver.find_element(By.ID, "login"))
+
+
+def follow(driver, element) -> None:
+    """Click ``element`` and wait for the page it leads to: click() may return once
+    the request is sent, and the next command would race the answer (a session
+    cookie not yet set, an element looked for on the old page)."""
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(element))
 
 
 def errors(driver) -> list[str]:
@@ -146,13 +156,13 @@ def test_open_a_dead_event_retry_it_and_see_it_done_after_the_worker(site, brows
     browser.save_screenshot(str(shots / "dead.png"))
     first = browser.find_element(By.CSS_SELECTOR, "#dead-events tbody a")
     event_id = int(first.text)
-    first.click()
+    follow(browser, first)
     assert "ConnectionError" in browser.find_element(By.ID, "event-error").text
     assert '"customer": {' in browser.find_element(By.ID, "payload").text
     browser.save_screenshot(str(shots / "event.png"))
-    browser.find_element(By.ID, "retry").click()
+    follow(browser, browser.find_element(By.ID, "retry"))
     browser.save_screenshot(str(shots / "confirm.png"))
-    browser.find_element(By.ID, "confirm").click()
+    follow(browser, browser.find_element(By.ID, "confirm"))
     assert browser.find_element(By.ID, "event-status").text == "pending"
     drain(url)
     browser.refresh()
@@ -164,9 +174,9 @@ def test_read_a_conversation(site, browser, shots):
     _, base = site
     log_in(browser, base, PASSWORD)
     browser.get(base + "/customers")
-    browser.find_element(By.LINK_TEXT, "Customer 0").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Customer 0"))
     browser.save_screenshot(str(shots / "customer.png"))
-    browser.find_element(By.CSS_SELECTOR, "#inbox tbody a").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#inbox tbody a"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#messages tr.message")
     assert rows and all(r.find_element(By.CSS_SELECTOR, ".direction").text for r in rows)
     assert "message" in rows[0].find_element(By.CSS_SELECTOR, ".body").text
