@@ -25,6 +25,7 @@ import psycopg2
 from convdb import migrate as migrate_lib
 
 from . import loader, provider_figures, reads, serve_figures, worker_figures
+from .console_figures import console_figures
 from .loader import Scale
 from .report import Figure, Run, page_rows, say, table, write
 
@@ -234,9 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument(
         "--only",
-        choices=["serve", "providers", "scaling"],
-        help="run only these figures (the webhook receiver's, its provider adapters', or "
-        "scaling's: partitioning, customer keys, a synchronous standby)",
+        choices=["serve", "providers", "console", "scaling"],
+        help="run only these figures (the webhook receiver's, its provider adapters', "
+        "the operator console's pages, or scaling's: partitioning, customer keys, a "
+        "synchronous standby)",
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -256,11 +258,13 @@ def main(argv: list[str] | None = None) -> int:
             figures += worker_figures.queue_figures(server, template, sizes, notes)
         if args.only in (None, "serve"):
             figures += serve_figures.serve_figures(server, template, sizes, notes)
-        if args.only != "scaling":
+        if args.only in (None, "serve", "providers"):
             with tempfile.TemporaryDirectory(prefix="convdb-bench-attachments-") as store:
                 figures += provider_figures.provider_figures(
                     server, template, sizes, notes, Path(store)
                 )
+        if args.only in (None, "console"):
+            figures += console_figures(server, template, sizes, notes)
         if args.only in (None, "scaling"):
             figures += scaling_figures(server, template, sizes, notes)
     finally:

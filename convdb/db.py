@@ -33,6 +33,7 @@ from .pgconnect import (
     connect_hint,
     connect_params,
     describe_connect_error,
+    role_of,
 )
 
 database = peewee.DatabaseProxy()
@@ -64,10 +65,8 @@ class ConvdbDatabase(peewee.PostgresqlDatabase):
         params = validate_url(url)
         settings = load_settings() if options is None or role is None else None
         if role is None:
-            # The read URL opened as any other (open_database(resolve_read_url())):
-            # a replica must not be refused for not being writable.
-            replica = settings.read_url is not None and settings.read_url != settings.database_url
-            role = "read" if replica and url == settings.read_url else "write"
+            # The read URL opened as any other (open_database(resolve_read_url())).
+            role = role_of(url, settings)
         self.url = url
         self.read_only = role == "read" if read_only is None else read_only
         self.session: dict[str, str] = {}  # more settings for every new session (SET)

@@ -104,6 +104,20 @@ def connect_params(
     return {key: value for key, value in wanted.items() if key not in given}
 
 
+def role_of(url: str, settings=None) -> Role:
+    """``"read"`` for ``CONVDB_READ_URL`` (unless it is ``DATABASE_URL`` too), else ``"write"``.
+
+    Whoever opens the read URL (search, the console, :func:`convdb.db.connect_read`)
+    gets a connection that prefers a standby, not one refused for not being writable.
+    """
+    if settings is None:
+        from .config import load_settings
+
+        settings = load_settings()
+    replica = settings.read_url is not None and settings.read_url != settings.database_url
+    return "read" if replica and url == settings.read_url else "write"
+
+
 def no_writable_host(exc: BaseException) -> bool:
     """Did libpq reach hosts that were all standbys (or read-only), rather than none?"""
     text = str(exc)
@@ -141,4 +155,5 @@ __all__ = [
     "connect_params",
     "describe_connect_error",
     "no_writable_host",
+    "role_of",
 ]

@@ -23,7 +23,7 @@ import contextlib
 import psycopg2
 
 from ..exceptions import DatabaseError
-from ..pgconnect import connect_params, describe_connect_error, no_writable_host
+from ..pgconnect import connect_params, describe_connect_error, no_writable_host, role_of
 from ..pgerrors import is_connection_error, sqlstate
 
 # Past its deadline a call is aborted; the server's own statement_timeout (the
@@ -51,7 +51,8 @@ def open_connection(url: str, *, name: str, statement_timeout: float):
     :attr:`Unavailable.standbys_only` says that hosts answered, but only standbys.
     """
     try:
-        conn = psycopg2.connect(url, application_name=name, **connect_params(url, "write"))
+        params = connect_params(url, role_of(url))  # the console's pages may read a replica
+        conn = psycopg2.connect(url, application_name=name, **params)
     except psycopg2.Error as exc:
         error = Unavailable(describe_connect_error(url, exc))
         error.standbys_only = no_writable_host(exc)

@@ -29,12 +29,15 @@ log = logging.getLogger("convdb.serve")
 class Reader:
     """Runs ``fn(connection)`` on the reader thread; reconnects by itself."""
 
-    def __init__(self, url: str, *, statement_timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, statement_timeout: float = 2.0, name: str = "convdb serve (reads)"
+    ) -> None:
         self._url = url
+        self._name = name
         self._statement_timeout = statement_timeout
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="convdb-serve-reader")
         self._conn = None
-        self._watchdog = Watchdog("convdb serve reader", url, on_abort=log.warning)
+        self._watchdog = Watchdog(name, url, on_abort=log.warning)
         self._thread: threading.Thread | None = None  # the executor's one thread
 
     async def run(self, fn: Callable[[object], T], *, timeout: float = 5.0) -> T:
@@ -53,7 +56,7 @@ class Reader:
             if self._conn is None:
                 self._conn = open_connection(
                     self._url,
-                    name="convdb serve (reads)",
+                    name=self._name,
                     statement_timeout=self._statement_timeout,
                 )
             try:

@@ -23,7 +23,13 @@ import psycopg2
 from ..config import mask_url
 from ..db import resolve_url
 from ..exceptions import ConfigError, DatabaseError
-from ..pgconnect import connect_hint, connect_params, describe_connect_error, no_writable_host
+from ..pgconnect import (
+    connect_hint,
+    connect_params,
+    describe_connect_error,
+    no_writable_host,
+    role_of,
+)
 from .settings import load_serve_settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -68,7 +74,7 @@ def check_database(url: str, echo=print) -> None:
     Hosts that all answer as standbys (a failover under way) are no error:
     the receiver starts, answers 503 until one is promoted, and says why.
     """
-    params = connect_params(url, "write")
+    params = connect_params(url, role_of(url))
     try:
         conn = psycopg2.connect(url, **params)
     except psycopg2.Error as exc:

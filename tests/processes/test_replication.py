@@ -314,6 +314,16 @@ def test_the_read_url_opened_as_any_url_gets_a_read_only_session(cluster, monkey
     monkeypatch.setenv("CONVDB_READ_URL", cluster.url(name, [standby]))
     with closing(open_database(resolve_read_url())) as db:  # a standby alone: prefer-standby
         assert db.execute_sql("SELECT count(*) FROM inbound_events").fetchone() == (0,)
+    # The console reads its pages through the receiver's connections (convdb.serve.pg).
+    from convdb.serve.pg import open_connection
+
+    conn = open_connection(resolve_read_url(), name="convdb console", statement_timeout=2)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery()")
+            assert cur.fetchone() == (True,)
+    finally:
+        conn.close()
 
 
 def _conn(url: str):
