@@ -86,6 +86,7 @@ class Receiver:
         self.directory = Directory(lambda: self.reader.run(read_all), refresh=settings.refresh)
         self.replay = ReplayScopes(self.reader.run)
         self._faults: dict[str, str] = {}  # endpoint label -> the fault last logged
+        self._store_settings = None
 
     @property
     def adapters(self) -> dict[str, Adapter]:
@@ -241,7 +242,9 @@ class Receiver:
 
     async def _store_health(self) -> str:
         try:
-            store = get_store(load_attachment_settings())
+            if self._store_settings is None:  # read once, as the adapters do
+                self._store_settings = load_attachment_settings()
+            store = get_store(self._store_settings)
             await asyncio.wait_for(asyncio.to_thread(store.check), STORE_CHECK_TIMEOUT)
         except (StoreUnavailable, ConfigError, TimeoutError) as exc:
             if self._faults.get("attachment store") != str(exc):
