@@ -102,9 +102,8 @@ class Mailgun(EmailAdapter):
                 raise Rejection.malformed(
                     "bad_form", "expected application/x-www-form-urlencoded or multipart/form-data"
                 )
-            return await off_loop(
-                request.content_length, self._delivery, request, form, token, staging
-            )
+            size = None if form.files else request.content_length  # files: never on the loop
+            return await off_loop(size, self._delivery, request, form, token, staging)
 
     async def _signed_form(self, request: WebhookRequest) -> tuple[Form, str]:
         """A form-encoded body, its signature checked before the rest is decoded."""

@@ -89,8 +89,10 @@ class SendGrid(EmailAdapter):
         check_basic_auth(request, allow_token_only=True)
         with self.staging() as staging:
             form = await read_form(request, staging, max_field=self.max_body)
-            # decoding the fields, and a raw MIME message, can take a while: off the loop
-            return await off_loop(request.content_length, self._delivery, request, form, staging)
+            # decoding the fields, a raw MIME message and committing files: off the loop
+            raw = "email" in form.fields
+            size = None if form.files or raw else request.content_length
+            return await off_loop(size, self._delivery, request, form, staging)
 
     def _delivery(self, request: WebhookRequest, form: Form, staging: Staging) -> Delivery:
         charsets = _json_field(form, "charsets")
