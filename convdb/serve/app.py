@@ -247,9 +247,10 @@ class Receiver:
             store = get_store(self._store_settings)
             await asyncio.wait_for(asyncio.to_thread(store.check), STORE_CHECK_TIMEOUT)
         except (StoreUnavailable, ConfigError, TimeoutError) as exc:
-            if self._faults.get("attachment store") != str(exc):
-                self._faults["attachment store"] = str(exc)
-                log.error("attachment store: %s", exc or "no answer to the health check")
+            cause = str(exc) or f"no answer to the health check within {STORE_CHECK_TIMEOUT:g} s"
+            if self._faults.get("attachment store") != cause:
+                self._faults["attachment store"] = cause
+                log.error("attachment store: %s", cause)
             return "unavailable"
         self._faults.pop("attachment store", None)
         return "ok"
