@@ -191,7 +191,12 @@ class Receiver:
             if delivery.nonce is not None:  # spent once per signing key (replay.py)
                 scope = await self.replay.scope(endpoint.id, wreq.secret_read)
             status = await self.writer.store(
-                endpoint.id, key, delivery, timeout=settings.commit_timeout, nonce_scope=scope
+                endpoint.id,
+                key,
+                delivery,
+                timeout=settings.commit_timeout,
+                nonce_scope=scope,
+                size=wreq.content_length,
             )
         except Rejection as rejection:
             return adapter.refuse(wreq, rejection), "rejected", rejection.reason

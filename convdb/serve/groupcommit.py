@@ -44,6 +44,7 @@ from .adapters import Delivery, Rejection
 from .pg import Unavailable, close_quietly, is_connection_error, open_connection, sqlstate
 from .rejection import queued_text
 from .replay import PURGE_NONCES, endpoint_scope, spent_elsewhere
+from .request import off_loop
 
 log = logging.getLogger("convdb.serve")
 
@@ -134,12 +135,16 @@ class GroupWriter:
         *,
         timeout: float,
         nonce_scope: str | None = None,
+        size: int | None = 0,
     ) -> str:
         """``"stored"`` or ``"duplicate"`` once committed; raises :class:`Unavailable`
         (database away, timeout, shutting down) or a :class:`Rejection` (the row was
         refused by the database, or its nonce was used by another delivery in
-        ``nonce_scope``: :mod:`convdb.serve.replay`, default the endpoint's)."""
-        payload = queued_text(delivery.event_type, delivery.payload, key)
+        ``nonce_scope``: :mod:`convdb.serve.replay`, default the endpoint's).
+
+        ``size`` is about how large the payload is (the request's body; None:
+        unknown): a large one is encoded and checked off the event loop."""
+        payload = await off_loop(size, queued_text, delivery.event_type, delivery.payload, key)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
