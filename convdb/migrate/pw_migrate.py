@@ -16,6 +16,12 @@ own). A squash only partly applied needs its missing modules run first:
 
 ``pw_migrate create`` is patched to number a new module after the highest
 one and to refuse a name convdb would refuse (characters, length).
+
+Non-transactional modules: peewee-migrate wraps every module in a
+transaction, where ``CREATE INDEX CONCURRENTLY`` cannot run. A module that
+declares ``TRANSACTIONAL = False`` is run the way ``convdb migrate`` runs it
+instead: statement by statement in autocommit, then recorded in a short
+transaction of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ import peewee
 from ..exceptions import ConvdbError, MigrationError
 from .history import inspect, listed, record_squashes
 from .lock import MigrationDatabase, open_locked
-from .sources import CORE, Source, new_module_filename
+from .sources import CORE, Source, declares_non_transactional, new_module_filename
+from .steps import run_operations
 
 
 def _patch_router() -> None:
@@ -44,6 +51,7 @@ def _patch_router() -> None:
         return
     original_compile = Router.compile
     original_todo = Router.todo
+    original_run_one = Router.run_one
 
     def compile(self, name, migrate="", rollback="", num=None):
         if num is None:
@@ -59,9 +67,33 @@ def _patch_router() -> None:
         replaced = {n for r in _folder_source(self.migrate_dir).squashes().values() for n in r}
         return [name for name in names if name not in replaced]
 
+    def run_one(self, name, migrator, *, fake=True, downgrade=False, force=False):
+        path = Path(self.migrate_dir) / f"{name}.py"
+        if fake or not path.is_file() or not declares_non_transactional(path.read_text()):
+            return original_run_one(
+                self, name, migrator, fake=fake, downgrade=downgrade, force=force
+            )
+        up, down = self.read(name)
+        self.logger.info(
+            '%s "%s" (non-transactional)', "Roll back" if downgrade else "Migrate", name
+        )
+        try:
+            (down if downgrade else up)(migrator, self.database, fake=False)
+            run_operations(migrator)
+        except BaseException:
+            migrator.__ops__ = []
+            raise
+        with self.database.atomic():
+            if downgrade:
+                self.model.delete().where(self.model.name == name).execute()
+            else:
+                self.model.create(name=name)
+        return name
+
     compile._convdb = True
     Router.compile = compile
     Router.todo = property(todo)
+    Router.run_one = run_one
 
 
 def _fail(exc: ConvdbError, url: str | None = None):
