@@ -25,6 +25,7 @@ import psycopg2
 from convdb import migrate as migrate_lib
 
 from . import loader, provider_figures, reads, serve_figures, worker_figures
+from .console_figures import console_figures
 from .loader import Scale
 from .report import Figure, Run, page_rows, say, table, write
 
@@ -203,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument(
         "--only",
-        choices=["serve", "providers"],
-        help="run only these figures (the webhook receiver's, or its provider adapters')",
+        choices=["serve", "providers", "console"],
+        help="run only these figures (the webhook receiver's, its provider adapters', "
+        "or the operator console's pages)",
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -222,12 +224,15 @@ def main(argv: list[str] | None = None) -> int:
             figures += migrate_figures(server, sizes)
             figures += read_figures(server, template, sizes, notes)
             figures += worker_figures.queue_figures(server, template, sizes, notes)
-        if args.only != "providers":
+        if args.only in (None, "serve"):
             figures += serve_figures.serve_figures(server, template, sizes, notes)
-        with tempfile.TemporaryDirectory(prefix="convdb-bench-attachments-") as store:
-            figures += provider_figures.provider_figures(
-                server, template, sizes, notes, Path(store)
-            )
+        if args.only in (None, "serve", "providers"):
+            with tempfile.TemporaryDirectory(prefix="convdb-bench-attachments-") as store:
+                figures += provider_figures.provider_figures(
+                    server, template, sizes, notes, Path(store)
+                )
+        if args.only in (None, "console"):
+            figures += console_figures(server, template, sizes, notes)
     finally:
         if not args.keep:
             server.drop_all()

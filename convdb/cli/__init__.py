@@ -17,6 +17,7 @@ import click
 from ..config import load_settings
 from ..dburl import redact, redact_log_records
 from ..exceptions import ConvdbError
+from . import console as console_cli
 from . import migrate, misc, providers, queue, serve, squash
 
 _CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
@@ -83,6 +84,8 @@ for command in (
     misc.embedded_stop,
     serve.serve,
     providers.providers,
+    # the operator console
+    console_cli.console,
 ):
     cli.add_command(command)
 

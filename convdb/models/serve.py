@@ -1,5 +1,5 @@
-"""The webhook receiver's tables (migrations 020 and 032): endpoints, replay nonces and
-the key that scopes them."""
+"""The webhook receiver's tables: endpoints (020), replay nonces and the key that scopes
+them (020, 032), and per-endpoint delivery counts (050)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,20 @@ class WebhookReplayKey(BaseModel):
 
     class Meta:
         table_name = "webhook_replay_key"
+
+
+class WebhookEndpointDeliveries(BaseModel):
+    """Events an endpoint stored per hour, one row per receiver backend (migration 050).
+
+    Kept by the receiver's group commit; read by the operator console.
+    """
+
+    endpoint = peewee.ForeignKeyField(WebhookEndpoint, on_delete="CASCADE")
+    hour = TimestampTZField()
+    shard = peewee.IntegerField()
+    deliveries = peewee.BigIntegerField()
+    last_delivery_at = TimestampTZField()
+
+    class Meta:
+        table_name = "webhook_endpoint_deliveries"
+        primary_key = peewee.CompositeKey("endpoint", "hour", "shard")
