@@ -129,8 +129,10 @@ RETURN CASE
 END
 """
 
-# The conversation part of its messages' documents: topic, participants'
-# names and email local parts (parsed), and their addresses' exact lexemes.
+# The conversation part of its messages' documents: topic (as a body is),
+# participants' names and email local parts (parsed), and their addresses'
+# exact lexemes. Arrays are joined through unnest(), not '= ANY(ids)': that
+# is a filter tested row by row, quadratic for a big statement's ids.
 CONVDB_SEARCH_CONVERSATION_DOCS_V1 = r"""
 CREATE OR REPLACE FUNCTION convdb_search_conversation_docs_v1(ids bigint[])
 RETURNS TABLE (conversation_id bigint, customer_id bigint, document tsvector)
@@ -138,8 +140,8 @@ LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
     WITH people AS (
         SELECT DISTINCT cp.conversation_id, cp.contact_id
-          FROM conversation_participants cp
-         WHERE cp.conversation_id = ANY(ids)
+          FROM unnest(ids) AS u(id)
+          JOIN conversation_participants cp ON cp.conversation_id = u.id
     ), addresses AS (
         SELECT p.conversation_id, ea.lowered AS email, pn.e164 AS phone
           FROM people p
@@ -156,16 +158,16 @@ BEGIN ATOMIC
          WHERE a.email IS NOT NULL
     )
     SELECT c.id, c.customer_id,
-           to_tsvector('convdb_search_v1', convdb_search_fold_v1(
-               concat_ws(' ; ', c.topic,
-                         (SELECT string_agg(w.words, ' ; ') FROM words w
-                           WHERE w.conversation_id = c.id))))
+           convdb_search_body_v1(c.topic)
+           || to_tsvector('convdb_search_v1', convdb_search_fold_v1(
+                  (SELECT string_agg(w.words, ' ; ') FROM words w
+                    WHERE w.conversation_id = c.id)))
            || coalesce((SELECT array_to_tsvector(array_agg(DISTINCT l.lexeme))
                           FROM addresses a,
                                unnest(convdb_search_address_v1(a.email, a.phone)) AS l(lexeme)
                          WHERE a.conversation_id = c.id AND l.lexeme <> ''), '')
-      FROM conversations c
-     WHERE c.id = ANY(ids);
+      FROM (SELECT DISTINCT id FROM unnest(ids) AS u(id)) u
+      JOIN conversations c ON c.id = u.id;
 END
 """
 
@@ -195,19 +197,19 @@ AS $$
 BEGIN
     INSERT INTO convdb_search_conversations (conversation_id, customer_id, document)
     SELECT * FROM convdb_search_conversation_docs_v1(ARRAY(
-        SELECT DISTINCT m.conversation_id FROM messages m
-         WHERE m.id = ANY(ids)
-           AND NOT EXISTS (SELECT 1 FROM convdb_search_conversations s
+        SELECT DISTINCT m.conversation_id
+          FROM unnest(ids) AS u(id) JOIN messages m ON m.id = u.id
+         WHERE NOT EXISTS (SELECT 1 FROM convdb_search_conversations s
                             WHERE s.conversation_id = m.conversation_id)))
         ON CONFLICT (conversation_id) DO NOTHING;
     INSERT INTO convdb_search_messages AS s (message_id, customer_id, sent_at, document)
     SELECT m.id, c.customer_id, m.sent_at,
            convdb_search_body_v1(coalesce(eb.raw, xb.raw)) || c.document
-      FROM messages m
+      FROM unnest(ids) AS u(id)
+      JOIN messages m ON m.id = u.id
       JOIN convdb_search_conversations c ON c.conversation_id = m.conversation_id
       LEFT JOIN email_bodies eb ON eb.id = m.email_body_id
       LEFT JOIN xms_bodies xb ON xb.id = m.xms_body_id
-     WHERE m.id = ANY(ids)
      ORDER BY m.id
         ON CONFLICT (message_id) DO UPDATE
        SET customer_id = EXCLUDED.customer_id, sent_at = EXCLUDED.sent_at,
@@ -235,10 +237,10 @@ BEGIN
     IF ids IS NULL OR cardinality(ids) = 0 THEN
         RETURN;
     END IF;
-    PERFORM 1 FROM conversations c
-     WHERE c.id = ANY(ids) AND c.xmin <> xid(pg_current_xact_id())
+    PERFORM 1 FROM unnest(ids) AS u(id) JOIN conversations c ON c.id = u.id
+     WHERE c.xmin <> xid(pg_current_xact_id())
      ORDER BY c.id
-       FOR NO KEY UPDATE;
+       FOR NO KEY UPDATE OF c;
     WITH saved AS (
         INSERT INTO convdb_search_conversations AS s (conversation_id, customer_id, document)
         SELECT * FROM convdb_search_conversation_docs_v1(ids) ORDER BY 1
@@ -250,8 +252,9 @@ BEGIN
     )
     SELECT array_agg(conversation_id) INTO changed FROM saved;
     IF changed IS NOT NULL THEN
-        PERFORM convdb_search_index_v1(
-            ARRAY(SELECT m.id FROM messages m WHERE m.conversation_id = ANY(changed)), true);
+        PERFORM convdb_search_index_v1(ARRAY(
+            SELECT m.id FROM unnest(changed) AS u(id)
+              JOIN messages m ON m.conversation_id = u.id), true);
     END IF;
 END
 $$
@@ -259,10 +262,11 @@ $$
 
 # Every document again, in batches of ``batch`` messages, each committed:
 # 046 (``replace`` false: only the missing ones) and ``convdb search-reindex``.
+# No SET clause: a procedure that has one cannot COMMIT (the caller's
+# search_path finds the tables, as it found them for the migration).
 CONVDB_SEARCH_REBUILD_V1 = """
 CREATE OR REPLACE PROCEDURE convdb_search_rebuild_v1(batch integer, replace boolean)
 LANGUAGE plpgsql
-SET search_path FROM CURRENT
 AS $$
 DECLARE
     done bigint := 0;
@@ -351,8 +355,9 @@ BEGIN
         IF cardinality(contact_ids) = 0 THEN
             RETURN NULL;
         END IF;
-        ids := ARRAY(SELECT DISTINCT conversation_id FROM conversation_participants
-                      WHERE contact_id = ANY(contact_ids) ORDER BY 1);
+        ids := ARRAY(SELECT DISTINCT p.conversation_id
+                       FROM unnest(contact_ids) AS u(id)
+                       JOIN conversation_participants p ON p.contact_id = u.id ORDER BY 1);
     END IF;
     PERFORM convdb_search_refresh_v1(ids);
     RETURN NULL;

@@ -18,6 +18,7 @@ from ..config import load_settings
 from ..dburl import redact, redact_log_records
 from ..exceptions import ConvdbError
 from . import migrate, misc, providers, queue, serve, squash
+from . import search as search_cli
 
 _CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
@@ -85,6 +86,10 @@ for command in (
     providers.providers,
 ):
     cli.add_command(command)
+
+# search (issue 19)
+cli.add_command(search_cli.search)
+cli.add_command(search_cli.search_reindex)
 
 
 def main() -> None:

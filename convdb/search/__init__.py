@@ -15,8 +15,8 @@ page, or None after the last one (:mod:`convdb.search.cursor`). The query
 syntax is :mod:`convdb.search.query`'s; what is searched, and how the index
 is kept, is in ``docs/search.md`` (migrations 045 and 046).
 
-Reads go to ``CONVDB_READ_URL`` when set (a replica), else the primary, in a
-read-only transaction under ``CONVDB_SEARCH_TIMEOUT``. Every refusal is a
+Reads go to ``CONVDB_READ_URL`` when set (a replica), else the primary, in
+one transaction under ``CONVDB_SEARCH_TIMEOUT`` (a statement timeout). Every refusal is a
 :class:`~convdb.exceptions.SearchError` with a message for people: an
 unknown customer, a query with nothing to search for (only symbols, or stop
 words of the configured language), a query over ``CONVDB_SEARCH_MAX_QUERY``
@@ -45,9 +45,11 @@ MAX_LIMIT = 100
 # Characters of a body read for its snippet: a window is found in those.
 SNIPPET_SOURCE = 4000
 
-# The customer, and the query as the database folds and parses it.
+# The statement timeout for the rest of the transaction, the customer, and
+# the query as the database folds and parses it: one round trip.
 COMPILE = """
-SELECT (SELECT id FROM customers WHERE key = %s), q::text, numnode(q)
+SELECT set_config('statement_timeout', %s, true),
+       (SELECT id FROM customers WHERE key = %s), q::text, numnode(q)
   FROM (SELECT {expression} AS q) x
 """
 
@@ -132,12 +134,8 @@ def search(
 def _run(db, customer_key, groups, position, limit, tag, settings) -> SearchPage:
     try:
         with db.atomic():
-            db.execute_sql("SET TRANSACTION READ ONLY")
-            db.execute_sql(
-                "SELECT set_config('statement_timeout', %s, true)",
-                (str(int(settings.search_timeout * 1000)),),
-            )
-            customer, tsquery = _compile(db, customer_key, groups)
+            timeout = str(int(settings.search_timeout * 1000))
+            customer, tsquery = _compile(db, customer_key, groups, timeout)
             params = {
                 "customer": customer,
                 "query": tsquery,
@@ -167,11 +165,11 @@ def _run(db, customer_key, groups, position, limit, tag, settings) -> SearchPage
     return SearchPage(results, following)
 
 
-def _compile(db, customer_key: str, groups) -> tuple[int, str]:
+def _compile(db, customer_key: str, groups, timeout: str) -> tuple[int, str]:
     """The customer's id and the query as tsquery text; SearchError for neither."""
     expression, params = query.to_sql(groups) if groups else ("''::tsquery", [])
-    customer, tsquery, nodes = db.execute_sql(
-        COMPILE.format(expression=expression), [customer_key, *params]
+    _, customer, tsquery, nodes = db.execute_sql(
+        COMPILE.format(expression=expression), [timeout, customer_key, *params]
     ).fetchone()
     if customer is None:
         raise SearchError(

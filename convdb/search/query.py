@@ -87,10 +87,11 @@ def parse(text: str, *, max_chars: int, max_terms: int, region: str = "US") -> l
             if i >= n or text[i].isspace():
                 continue  # a lone '-' excludes nothing
             negated = True
+        quoted = text[i] == '"'
         term, i = _term(text, i, region)
         if term is None:
             continue
-        if term.kind == "words" and term.text.lower() == "or" and not negated:
+        if term.kind == "words" and term.text.lower() == "or" and not (negated or quoted):
             either = bool(groups[-1])
             continue
         if either:

@@ -20,17 +20,23 @@ _SPECIAL = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ø": 
                           "ł": "l", "ħ": "h", "ŧ": "t", "ı": "i", "ð": "d"})
 
 
-def fold(text: str) -> str:
-    """Lowercase, without accents; one output character per input character when
-    possible (so that positions map back), else the folded form."""
-    if text.isascii():
-        return text.lower()
-    out = []
-    for ch in text:
+class _Folded(dict):
+    """Character -> its folded character, computed on first sight (for str.translate)."""
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
         decomposed = unicodedata.normalize("NFKD", ch.lower().translate(_SPECIAL))
         base = "".join(c for c in decomposed if not unicodedata.combining(c))
-        out.append(base[:1] if base else ch)
-    return "".join(out)
+        self[code] = folded = base[:1] if base else ch
+        return folded
+
+
+_FOLDED = _Folded()
+
+
+def fold(text: str) -> str:
+    """Lowercase, without accents, one character for one (so that positions map back)."""
+    return text.lower() if text.isascii() else text.translate(_FOLDED)
 
 
 def snippet(text: str | None, words: list[str]) -> str:
