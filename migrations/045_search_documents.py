@@ -131,17 +131,19 @@ END
 
 # The conversation part of its messages' documents: topic (as a body is),
 # participants' names and email local parts (parsed), and their addresses'
-# exact lexemes. Arrays are joined through unnest(), not '= ANY(ids)': that
-# is a filter tested row by row, quadratic for a big statement's ids.
+# exact lexemes. Set-based throughout (joins and GROUP BY, no correlated
+# subquery), and arrays joined through unnest(), not '= ANY(ids)' (a filter
+# tested row by row): a statement may bring 100,000 conversations.
 CONVDB_SEARCH_CONVERSATION_DOCS_V1 = r"""
 CREATE OR REPLACE FUNCTION convdb_search_conversation_docs_v1(ids bigint[])
 RETURNS TABLE (conversation_id bigint, customer_id bigint, document tsvector)
 LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
-    WITH people AS (
+    WITH wanted AS (
+        SELECT DISTINCT u.id FROM unnest(ids) AS u(id)
+    ), people AS (
         SELECT DISTINCT cp.conversation_id, cp.contact_id
-          FROM unnest(ids) AS u(id)
-          JOIN conversation_participants cp ON cp.conversation_id = u.id
+          FROM wanted w JOIN conversation_participants cp ON cp.conversation_id = w.id
     ), addresses AS (
         SELECT p.conversation_id, ea.lowered AS email, pn.e164 AS phone
           FROM people p
@@ -149,25 +151,30 @@ BEGIN ATOMIC
           LEFT JOIN email_addresses ea ON ea.id = ca.email_address_id
           LEFT JOIN phone_numbers pn ON pn.id = ca.phone_number_id
     ), words AS (
-        SELECT p.conversation_id, ct.display_name AS words
-          FROM people p JOIN contacts ct ON ct.id = p.contact_id
-         WHERE ct.display_name IS NOT NULL
-        UNION ALL
-        SELECT a.conversation_id, translate(substring(a.email FROM '^(.*)@'), '._+-', '    ')
-          FROM addresses a
-         WHERE a.email IS NOT NULL
+        SELECT x.conversation_id, string_agg(x.words, ' ; ') AS words
+          FROM (SELECT p.conversation_id, ct.display_name AS words
+                  FROM people p JOIN contacts ct ON ct.id = p.contact_id
+                 WHERE ct.display_name IS NOT NULL
+                UNION ALL
+                SELECT a.conversation_id,
+                       translate(substring(a.email FROM '^(.*)@'), '._+-', '    ')
+                  FROM addresses a
+                 WHERE a.email IS NOT NULL) x
+         GROUP BY x.conversation_id
+    ), lexemes AS (
+        SELECT a.conversation_id, array_agg(DISTINCT l.lexeme) AS lexemes
+          FROM addresses a, unnest(convdb_search_address_v1(a.email, a.phone)) AS l(lexeme)
+         WHERE l.lexeme <> ''
+         GROUP BY a.conversation_id
     )
     SELECT c.id, c.customer_id,
            convdb_search_body_v1(c.topic)
-           || to_tsvector('convdb_search_v1', convdb_search_fold_v1(
-                  (SELECT string_agg(w.words, ' ; ') FROM words w
-                    WHERE w.conversation_id = c.id)))
-           || coalesce((SELECT array_to_tsvector(array_agg(DISTINCT l.lexeme))
-                          FROM addresses a,
-                               unnest(convdb_search_address_v1(a.email, a.phone)) AS l(lexeme)
-                         WHERE a.conversation_id = c.id AND l.lexeme <> ''), '')
-      FROM (SELECT DISTINCT id FROM unnest(ids) AS u(id)) u
-      JOIN conversations c ON c.id = u.id;
+           || coalesce(to_tsvector('convdb_search_v1', convdb_search_fold_v1(w.words)), '')
+           || coalesce(array_to_tsvector(l.lexemes), '')
+      FROM wanted u
+      JOIN conversations c ON c.id = u.id
+      LEFT JOIN words w ON w.conversation_id = c.id
+      LEFT JOIN lexemes l ON l.conversation_id = c.id;
 END
 """
 
@@ -389,6 +396,8 @@ END
 $$
 """
 
+# Column lists name what a statement sets (raw), not only what a BEFORE
+# trigger derives from it (lowered, e164): "UPDATE OF" ignores the latter.
 TRIGGERS = """
 CREATE TRIGGER messages_search_inserted
     AFTER INSERT ON messages REFERENCING NEW TABLE AS new_rows
@@ -433,11 +442,11 @@ CREATE TRIGGER contact_addresses_search_truncated
     AFTER TRUNCATE ON contact_addresses
     FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
 CREATE TRIGGER email_addresses_search_updated
-    AFTER UPDATE OF lowered ON email_addresses
+    AFTER UPDATE OF raw, lowered ON email_addresses
     FOR EACH ROW WHEN (OLD.lowered IS DISTINCT FROM NEW.lowered)
     EXECUTE FUNCTION convdb_search_people_changed_v1();
 CREATE TRIGGER phone_numbers_search_updated
-    AFTER UPDATE OF e164 ON phone_numbers
+    AFTER UPDATE OF raw, e164 ON phone_numbers
     FOR EACH ROW WHEN (OLD.e164 IS DISTINCT FROM NEW.e164)
     EXECUTE FUNCTION convdb_search_people_changed_v1();
 CREATE TRIGGER email_bodies_search_updated
