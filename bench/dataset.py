@@ -77,20 +77,105 @@ class Summary:
     small_customer: int
 
 
-SYLLABLES = (
-    "ka ri to ne su ma lo vi pe da gu ze ho bi fa ly ce wo mu ti ra "
-    "en ar os il un ek ol am is ut"
-).split()
+SYLLABLES = tuple(
+    [
+        "ka",
+        "ri",
+        "to",
+        "ne",
+        "su",
+        "ma",
+        "lo",
+        "vi",
+        "pe",
+        "da",
+        "gu",
+        "ze",
+        "ho",
+        "bi",
+        "fa",
+        "ly",
+        "ce",
+        "wo",
+        "mu",
+        "ti",
+        "ra",
+        "en",
+        "ar",
+        "os",
+        "il",
+        "un",
+        "ek",
+        "ol",
+        "am",
+        "is",
+        "ut",
+    ]
+)
 
 # Names: a few accented, so that folding is exercised.
-FIRST = (
-    "anna ben chloe david emma felix grace hugo ines jack kira liam mia noah olga paul "
-    "quinn rosa sam tina uma victor wendy xavier yara zoë josé françois jürgen søren"
-).split()
-LAST = (
-    "smith jones müller garcía rossi dubois novak kowalski silva nguyen kim lee brown "
-    "wilson taylor moreau schmidt fischer weber meyer costa santos ferreira almeida"
-).split()
+FIRST = tuple(
+    [
+        "anna",
+        "ben",
+        "chloe",
+        "david",
+        "emma",
+        "felix",
+        "grace",
+        "hugo",
+        "ines",
+        "jack",
+        "kira",
+        "liam",
+        "mia",
+        "noah",
+        "olga",
+        "paul",
+        "quinn",
+        "rosa",
+        "sam",
+        "tina",
+        "uma",
+        "victor",
+        "wendy",
+        "xavier",
+        "yara",
+        "zoë",
+        "josé",
+        "françois",
+        "jürgen",
+        "søren",
+    ]
+)
+LAST = tuple(
+    [
+        "smith",
+        "jones",
+        "müller",
+        "garcía",
+        "rossi",
+        "dubois",
+        "novak",
+        "kowalski",
+        "silva",
+        "nguyen",
+        "kim",
+        "lee",
+        "brown",
+        "wilson",
+        "taylor",
+        "moreau",
+        "schmidt",
+        "fischer",
+        "weber",
+        "meyer",
+        "costa",
+        "santos",
+        "ferreira",
+        "almeida",
+    ]
+)
 
 SETUP = """
 SELECT setseed(%(seed)s);
@@ -206,8 +291,10 @@ SELECT b,
           FROM (SELECT i, floor(exp(random() * ln(%(vocabulary)s)))::int AS r
                   FROM generate_series(1, 4 + (b * 13) %% 37) i) w
           JOIN vocabulary v ON v.rank = w.r)
-       || CASE WHEN b %% 20 = 0 THEN ' call me at (415) 555-' || lpad((b %% 10000)::text, 4, '0')
-               WHEN b %% 25 = 0 THEN ' write to desk' || b %% 500 || '@dom' || b %% 300 || '.example'
+       || CASE WHEN b %% 20 = 0
+               THEN ' call me at (415) 555-' || lpad((b %% 10000)::text, 4, '0')
+               WHEN b %% 25 = 0
+               THEN ' write to desk' || b %% 500 || '@dom' || b %% 300 || '.example'
                ELSE '' END AS text
   FROM generate_series(1, %(bodies)s) b;
 INSERT INTO xms_bodies (raw) SELECT text FROM pool ORDER BY b ON CONFLICT (hash) DO NOTHING;
@@ -282,7 +369,8 @@ def load(url: str, shape: Shape, *, echo=print, chunks: int = 20) -> Summary:
                 cur.execute(MESSAGES, {"start": year + n * step, "end": year + (n + 1) * step})
                 conn.commit()
                 if (n + 1) % max(1, chunks // 4) == 0:
-                    echo(f"  dataset: messages {n + 1}/{chunks} ({time.perf_counter() - started:.0f} s)")
+                    seconds = time.perf_counter() - started
+                    echo(f"  dataset: messages {n + 1}/{chunks} ({seconds:.0f} s)")
             cur.execute("SELECT count(*) FROM messages")
             messages = cur.fetchone()[0]
             cur.execute(
@@ -304,7 +392,9 @@ def load(url: str, shape: Shape, *, echo=print, chunks: int = 20) -> Summary:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.dataset", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.dataset", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=1)

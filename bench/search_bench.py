@@ -32,6 +32,7 @@ reuses a database loaded before), then:
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import time
@@ -41,11 +42,11 @@ import psycopg2
 from convdb import migrate as migrate_lib
 from convdb.config import load_settings
 from convdb.db import closing, open_database
+from convdb.db import with_database as db_url
 from convdb.search import search
 
-from . import dataset, drain_quick
+from . import dataset
 from .report import Figure, percentile, say
-from .runner import database_url as db_url
 
 KINDS = ("rare word", "common word", "two-word phrase", "phone fragment", "email domain")
 DISTINCT = 20  # different queries of each kind
@@ -79,8 +80,10 @@ SELECT split_part(ea.lowered, '@', 2), count(*)
 
 # Design B: the bodies' own GIN indexes, joined through messages to the customer.
 BODY_INDEXES = """
-CREATE INDEX IF NOT EXISTS bench_xms_bodies_doc ON xms_bodies USING gin (convdb_search_body_v1(raw));
-CREATE INDEX IF NOT EXISTS bench_email_bodies_doc ON email_bodies USING gin (convdb_search_body_v1(raw));
+CREATE INDEX IF NOT EXISTS bench_xms_bodies_doc
+    ON xms_bodies USING gin (convdb_search_body_v1(raw));
+CREATE INDEX IF NOT EXISTS bench_email_bodies_doc
+    ON email_bodies USING gin (convdb_search_body_v1(raw));
 CREATE INDEX IF NOT EXISTS bench_doc_only ON convdb_search_messages USING gin (document);
 ANALYZE xms_bodies, email_bodies, convdb_search_messages
 """
@@ -108,6 +111,7 @@ def pick_queries(url: str, messages: int, customers: dict[str, int]) -> dict[str
     picked: dict[str, dict] = {}
     try:
         with conn.cursor() as cur:
+
             def words(share: float, low: float, high: float, n: int = DISTINCT) -> list[str]:
                 target = max(1, round(messages * share))
                 cur.execute(
@@ -120,13 +124,11 @@ def pick_queries(url: str, messages: int, customers: dict[str, int]) -> dict[str
             common = words(0.05, 0.03, 0.07)
             middle = set(words(0.02, 0.01, 0.05, 400))
             # Adjacent pairs of such words, as bodies hold them.
-            cur.execute(
-                "SELECT raw FROM xms_bodies ORDER BY id LIMIT 20000"
-            )
+            cur.execute("SELECT raw FROM xms_bodies ORDER BY id LIMIT 20000")
             pairs: list[str] = []
             for (raw,) in cur.fetchall():
                 tokens = raw.split()
-                for a, b in zip(tokens, tokens[1:], strict=False):
+                for a, b in itertools.pairwise(tokens):
                     if a in middle and b in middle and a != b and f"{a} {b}" not in pairs:
                         pairs.append(f"{a} {b}")
                 if len(pairs) >= DISTINCT:
@@ -236,6 +238,8 @@ def sizes_per_million(url: str, messages: int) -> dict[str, float]:
 
 def drain_figures(base: str, events: int, runs: int) -> list[float]:
     """Per run, the canonical drain rate with the search index / without it."""
+    from . import drain_quick  # it imports the runner, which imports this module
+
     with_search = f"convdb_search_with_{os.getpid()}"
     without = f"convdb_search_without_{os.getpid()}"
     ratios = []
@@ -262,8 +266,16 @@ def drain_figures(base: str, events: int, runs: int) -> list[float]:
     return ratios
 
 
-def search_figures(server, template: str, shape: dataset.Shape, queries: int, drain_events: int,
-                   runs: int, notes: list[str], keep: str | None = None) -> list[Figure]:
+def search_figures(
+    server,
+    template: str,
+    shape: dataset.Shape,
+    queries: int,
+    drain_events: int,
+    runs: int,
+    notes: list[str],
+    keep: str | None = None,
+) -> list[Figure]:
     if keep and not server.execute(f"SELECT 1 FROM pg_database WHERE datname = '{keep}'"):
         server.execute(f'CREATE DATABASE "{keep}" TEMPLATE "{template}"')
         say(f"bench: search dataset into {keep} (kept), {shape.messages:,} messages")
@@ -274,8 +286,10 @@ def search_figures(server, template: str, shape: dataset.Shape, queries: int, dr
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM messages")
             messages = cur.fetchone()[0]
-            cur.execute("SELECT id FROM customers WHERE key IN ('ds-1', %s) ORDER BY id",
-                        (f"ds-{shape.customers}",))
+            cur.execute(
+                "SELECT id FROM customers WHERE key IN ('ds-1', %s) ORDER BY id",
+                (f"ds-{shape.customers}",),
+            )
             ids = [r[0] for r in cur.fetchall()]
         conn.close()
         summary = dataset.Summary(messages, 0, shape.customers, 0, ids[0], ids[-1])
@@ -293,7 +307,9 @@ def search_figures(server, template: str, shape: dataset.Shape, queries: int, dr
     keys = {}
     with closing(open_database(url)) as db:
         for label, cid in customers.items():
-            keys[label] = db.execute_sql("SELECT key FROM customers WHERE id = %s", (cid,)).fetchone()[0]
+            keys[label] = db.execute_sql(
+                "SELECT key FROM customers WHERE id = %s", (cid,)
+            ).fetchone()[0]
         count = {
             label: db.execute_sql(
                 "SELECT count(*) FROM convdb_search_messages WHERE customer_id = %s", (cid,)
@@ -313,28 +329,48 @@ def search_figures(server, template: str, shape: dataset.Shape, queries: int, dr
                     continue
                 timings = time_search(db, keys[label], texts, queries, settings)
                 p50, p95 = percentile(timings, 50), percentile(timings, 95)
-                figures.append(Figure(f"{name}, p50", "ms", runs=[p50], at_most=10,
-                                      target_text="≤ 10 ms"))
-                figures.append(Figure(f"{name}, p95", "ms", runs=[p95], at_most=50,
-                                      target_text="≤ 50 ms"))
+                figures.append(
+                    Figure(f"{name}, p50", "ms", runs=[p50], at_most=10, target_text="≤ 10 ms")
+                )
+                figures.append(
+                    Figure(f"{name}, p95", "ms", runs=[p95], at_most=50, target_text="≤ 50 ms")
+                )
                 say(f"bench: {name}: p50 {p50:.2f} ms, p95 {p95:.2f} ms")
         first, later = page_costs(db, keys["big"], picked["big"]["common word"][:5], settings)
-    figures.append(Figure(
-        "search pages 2-10 by cursor / page 1, common word, big customer (median)", "x",
-        runs=[statistics.median(later) / statistics.median(first)], at_most=1.5,
-        target_text="≤ 1.5x",
-        note=f"page 1 {statistics.median(first):.2f} ms, pages 2-10 {statistics.median(later):.2f} ms",
-    ))
+    figures.append(
+        Figure(
+            "search pages 2-10 by cursor / page 1, common word, big customer (median)",
+            "x",
+            runs=[statistics.median(later) / statistics.median(first)],
+            at_most=1.5,
+            target_text="≤ 1.5x",
+            note=f"page 1 {statistics.median(first):.2f} ms, "
+            f"pages 2-10 {statistics.median(later):.2f} ms",
+        )
+    )
     figures += alternative_figures(url, picked, customers, queries)
     for what, mb in sizes_per_million(url, summary.messages).items():
-        figures.append(Figure(f"search index size per million messages: {what}", "MB",
-                              runs=[mb], info=True, target_text="reported"))
+        figures.append(
+            Figure(
+                f"search index size per million messages: {what}",
+                "MB",
+                runs=[mb],
+                info=True,
+                target_text="reported",
+            )
+        )
     if drain_events:
         ratios = drain_figures(server.admin_url, drain_events, runs)
-        figures.append(Figure(
-            f"canonical drain with the search index / without it ({drain_events:,} events, "
-            "mixed backlog, same run)", "x", runs=ratios, at_least=0.85, target_text="≥ 0.85x",
-        ))
+        figures.append(
+            Figure(
+                f"canonical drain with the search index / without it ({drain_events:,} events, "
+                "mixed backlog, same run)",
+                "x",
+                runs=ratios,
+                at_least=0.85,
+                target_text="≥ 0.85x",
+            )
+        )
     return figures
 
 
@@ -365,18 +401,24 @@ def alternative_figures(url: str, picked, customers, queries: int) -> list[Figur
             ):
                 timings = time_sql(url, sql, params, max(20, queries // 4), setup=setup)
                 p50 = percentile(timings, 50)
-                figures.append(Figure(
-                    f"alternative: {design}, {kind}, {label} customer, p50", "ms",
-                    runs=[p50], info=True, target_text="compare with the rows above",
-                    note=f"p95 {percentile(timings, 95):.2f} ms",
-                ))
+                figures.append(
+                    Figure(
+                        f"alternative: {design}, {kind}, {label} customer, p50",
+                        "ms",
+                        runs=[p50],
+                        info=True,
+                        target_text="compare with the rows above",
+                        note=f"p95 {percentile(timings, 95):.2f} ms",
+                    )
+                )
                 say(f"bench: alternative {design}, {kind}, {label}: p50 {p50:.2f} ms")
     return figures
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.search_bench",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.search_bench", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=1_000)
     parser.add_argument("--queries", type=int, default=200)
@@ -393,8 +435,9 @@ def main() -> None:
         template = server.create("searchtmpl")
         migrate_lib.run(server.url(template), echo=lambda _: None)
         shape = dataset.Shape(messages=args.messages, customers=args.customers)
-        figures = search_figures(server, template, shape, args.queries, args.drain, args.runs,
-                                 notes, keep=args.keep)
+        figures = search_figures(
+            server, template, shape, args.queries, args.drain, args.runs, notes, keep=args.keep
+        )
     finally:
         if not args.keep:
             server.drop_all()

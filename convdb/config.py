@@ -63,11 +63,12 @@ DEFAULT_MAX_KEY_LENGTH = 512
 DEFAULT_MAX_EVENT_TYPE_LENGTH = 128
 # Search: "simple" (no stemming) or a language whose Snowball stemmer both
 # PostgreSQL 15 and 18 ship (dictionary <language>_stem).
-SEARCH_LANGUAGES = (
+_SEARCH_LANGUAGES = (
     "simple arabic armenian basque catalan danish dutch english finnish french german "
-    "greek hindi hungarian indonesian irish italian lithuanian nepali norwegian portuguese "
-    "romanian russian serbian spanish swedish tamil turkish yiddish"
-).split()
+    "greek hindi hungarian indonesian irish italian lithuanian nepali norwegian "
+    "portuguese romanian russian serbian spanish swedish tamil turkish yiddish"
+)
+SEARCH_LANGUAGES = tuple(_SEARCH_LANGUAGES.split())
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -189,7 +189,13 @@ CREATE TABLE convdb_search_messages (
     customer_id bigint NOT NULL,
     sent_at timestamptz NOT NULL,
     document tsvector NOT NULL
-)
+);
+-- Planner statistics for 1,000 customers and for rarer words: with the
+-- default (100), a word absent from the sample is guessed 10 times more
+-- common than a rare word is, and a small customer 3 times bigger.
+ALTER TABLE convdb_search_messages
+    ALTER COLUMN customer_id SET STATISTICS 1000,
+    ALTER COLUMN document SET STATISTICS 1000
 """
 
 # Documents of the messages ``ids``: their body's, then their conversation's

@@ -58,12 +58,14 @@ SELECT set_config('statement_timeout', %s, true),
 # customer again: a result is never another customer's) and its text. The
 # query is a literal, so the planner weighs how common its words are: a
 # rare word is looked up in the GIN index, a common one found by reading
-# the customer's newest documents in order (docs/search.md).
+# the customer's newest documents in order (docs/search.md). The customer
+# is a bigint literal: btree_gin's operator class has no bigint = integer,
+# and with an integer the GIN index could not take the customer key.
 PAGE = """
 SELECT s.message_id, m.conversation_id, s.sent_at, m.direction,
        left(coalesce(eb.raw, xb.raw), %(source)s), c.topic
   FROM (SELECT message_id, sent_at FROM convdb_search_messages
-         WHERE customer_id = %(customer)s AND document @@ %(query)s::tsquery
+         WHERE customer_id = %(customer)s::bigint AND document @@ %(query)s::tsquery
                {before}
          ORDER BY sent_at DESC, message_id DESC
          LIMIT %(limit)s) s

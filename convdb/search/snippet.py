@@ -16,8 +16,21 @@ __all__ = ["WIDTH", "fold", "snippet"]
 WIDTH = 160
 _BEFORE = 40
 _SPACES = re.compile(r"\s+")
-_SPECIAL = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ø": "o", "đ": "d",
-                          "ł": "l", "ħ": "h", "ŧ": "t", "ı": "i", "ð": "d"})
+_SPECIAL = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "œ": "oe",
+        "þ": "th",
+        "ø": "o",
+        "đ": "d",
+        "ł": "l",
+        "ħ": "h",
+        "ŧ": "t",
+        "\u0131": "i",  # dotless i
+        "ð": "d",
+    }
+)
 
 
 class _Folded(dict):
@@ -48,7 +61,7 @@ def snippet(text: str | None, words: list[str]) -> str:
     starts = [folded.find(w) for w in (fold(_SPACES.sub(" ", w).strip()) for w in words) if w]
     found = min((s for s in starts if s >= 0), default=0)
     start = max(0, found - _BEFORE) if len(flat) > WIDTH else 0
-    if start and " " in flat[start : found]:
+    if start and " " in flat[start:found]:
         start = flat.index(" ", start) + 1  # begin at a word
     piece = flat[start : start + WIDTH]
     if start + WIDTH < len(flat):

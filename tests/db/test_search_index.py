@@ -40,12 +40,21 @@ def assert_right(url: str) -> None:
 
 @pytest.fixture
 def acme(db, db_url):
-    first = ingest(db, [
-        event(1, "parcel lost in transit", name="Dana Reyes", sender="dana@shop.example",
-              subject="Lost parcel", key="t1"),
-        event(2, "any news about my parcel", sender="dana@shop.example", key="t1"),
-        event(3, "invoice attached", channel="sms", sender="+14155550003", key="t2"),
-    ])
+    first = ingest(
+        db,
+        [
+            event(
+                1,
+                "parcel lost in transit",
+                name="Dana Reyes",
+                sender="dana@shop.example",
+                subject="Lost parcel",
+                key="t1",
+            ),
+            event(2, "any news about my parcel", sender="dana@shop.example", key="t1"),
+            event(3, "invoice attached", channel="sms", sender="+14155550003", key="t2"),
+        ],
+    )
     assert_right(db_url)
     return first
 
@@ -78,8 +87,11 @@ def test_plain_sql_inserts(db, db_url):
 
 
 def test_a_body_updated(db, db_url, acme):
-    query(db_url, "UPDATE email_bodies SET raw = 'parcel found at the depot' "
-                  "WHERE raw = 'parcel lost in transit'")
+    query(
+        db_url,
+        "UPDATE email_bodies SET raw = 'parcel found at the depot' "
+        "WHERE raw = 'parcel lost in transit'",
+    )
     assert_right(db_url)
     assert ids(db, "acme", "depot") == [acme[0]]
     assert ids(db, "acme", "transit") == []
@@ -87,22 +99,40 @@ def test_a_body_updated(db, db_url, acme):
 
 def test_people_added_renamed_readdressed_and_removed(db, db_url, acme):
     conv = scalar(db_url, "SELECT conversation_id FROM messages WHERE id = %s", (acme[0],))
-    query(db_url, """
+    query(
+        db_url,
+        """
         WITH c AS (INSERT INTO contacts (customer_id, display_name)
                    SELECT customer_id, 'Priya Nair' FROM conversations WHERE id = %(v)s
                    RETURNING id)
         INSERT INTO conversation_participants (conversation_id, contact_id, role)
-        SELECT %(v)s, id, 'contact' FROM c""", {"v": conv})
+        SELECT %(v)s, id, 'contact' FROM c""",
+        {"v": conv},
+    )
     assert ids(db, "acme", "priya") == [acme[1], acme[0]]  # earlier messages too
-    query(db_url, "UPDATE contacts SET display_name = 'Priya Menon' WHERE display_name = 'Priya Nair'")
+    query(
+        db_url, "UPDATE contacts SET display_name = 'Priya Menon' WHERE display_name = 'Priya Nair'"
+    )
     assert ids(db, "acme", "nair") == [] and ids(db, "acme", "menon") == [acme[1], acme[0]]
-    query(db_url, "UPDATE email_addresses SET raw = 'dana@new.example' WHERE raw = 'dana@shop.example'")
-    assert ids(db, "acme", "@shop.example") == [] and ids(db, "acme", "@new.example") == [acme[1], acme[0]]
-    query(db_url, "DELETE FROM contact_addresses WHERE email_address_id = "
-                  "(SELECT id FROM email_addresses WHERE lowered = 'dana@new.example')")
+    query(
+        db_url,
+        "UPDATE email_addresses SET raw = 'dana@new.example' WHERE raw = 'dana@shop.example'",
+    )
+    assert ids(db, "acme", "@shop.example") == [] and ids(db, "acme", "@new.example") == [
+        acme[1],
+        acme[0],
+    ]
+    query(
+        db_url,
+        "DELETE FROM contact_addresses WHERE email_address_id = "
+        "(SELECT id FROM email_addresses WHERE lowered = 'dana@new.example')",
+    )
     assert ids(db, "acme", "@new.example") == []
-    query(db_url, "DELETE FROM conversation_participants WHERE contact_id = "
-                  "(SELECT id FROM contacts WHERE display_name = 'Priya Menon')")
+    query(
+        db_url,
+        "DELETE FROM conversation_participants WHERE contact_id = "
+        "(SELECT id FROM contacts WHERE display_name = 'Priya Menon')",
+    )
     assert ids(db, "acme", "menon") == []
     assert_right(db_url)
 
@@ -111,13 +141,21 @@ def test_topic_customer_and_message_updates(db, db_url, acme):
     conv = scalar(db_url, "SELECT conversation_id FROM messages WHERE id = %s", (acme[2],))
     query(db_url, "UPDATE conversations SET topic = 'Quarterly invoice' WHERE id = %s", (conv,))
     assert ids(db, "acme", "quarterly") == [acme[2]]
-    query(db_url, "UPDATE messages SET sent_at = sent_at - interval '1 day', "
-                  "email_body_id = (SELECT id FROM email_bodies WHERE raw = 'any news about my parcel'), "
-                  "xms_body_id = NULL WHERE id = %s", (acme[2],))
+    query(
+        db_url,
+        "UPDATE messages SET sent_at = sent_at - interval '1 day', "
+        "email_body_id = (SELECT id FROM email_bodies WHERE raw = 'any news about my parcel'), "
+        "xms_body_id = NULL WHERE id = %s",
+        (acme[2],),
+    )
     assert ids(db, "acme", "parcel") == [acme[1], acme[0], acme[2]]
     ingest(db, [event(9, "hello", customer="globex")])
-    query(db_url, "UPDATE conversations SET customer_id = "
-                  "(SELECT id FROM customers WHERE key = 'globex') WHERE id = %s", (conv,))
+    query(
+        db_url,
+        "UPDATE conversations SET customer_id = "
+        "(SELECT id FROM customers WHERE key = 'globex') WHERE id = %s",
+        (conv,),
+    )
     assert ids(db, "acme", "quarterly") == [] and ids(db, "globex", "quarterly") == [acme[2]]
     assert_right(db_url)
 
@@ -125,12 +163,18 @@ def test_topic_customer_and_message_updates(db, db_url, acme):
 def test_deleted_messages_are_never_found_again(db, db_url, acme):
     # what erasure and retention do: messages, then dedup rows nothing references
     query(db_url, "DELETE FROM messages WHERE id = %s", (acme[0],))
-    query(db_url, "DELETE FROM email_bodies b WHERE NOT EXISTS "
-                  "(SELECT 1 FROM messages m WHERE m.email_body_id = b.id)")
+    query(
+        db_url,
+        "DELETE FROM email_bodies b WHERE NOT EXISTS "
+        "(SELECT 1 FROM messages m WHERE m.email_body_id = b.id)",
+    )
     assert ids(db, "acme", "transit") == []
     assert ids(db, "acme", "parcel") == [acme[1]]
-    query(db_url, "DELETE FROM conversations WHERE id = "
-                  "(SELECT conversation_id FROM messages WHERE id = %s)", (acme[2],))
+    query(
+        db_url,
+        "DELETE FROM conversations WHERE id = (SELECT conversation_id FROM messages WHERE id = %s)",
+        (acme[2],),
+    )
     assert ids(db, "acme", "invoice") == []
     query(db_url, "DELETE FROM conversations")
     assert scalar(db_url, "SELECT count(*) FROM convdb_search_messages") == 0
@@ -149,11 +193,16 @@ def test_migrations_build_documents_for_an_existing_database(db, db_url, acme):
     migrate_lib.run(db_url, echo=lambda _: None)
     assert_right(db_url)
     assert len(ids(db, "acme", "existed")) == 1
-    valid = query(db_url, "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
-                          "WHERE indrelid = 'convdb_search_messages'::regclass ORDER BY 1")
-    assert valid == [("convdb_search_messages_document_idx", True),
-                     ("convdb_search_messages_pkey", True),
-                     ("convdb_search_messages_recent_idx", True)]
+    valid = query(
+        db_url,
+        "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+        "WHERE indrelid = 'convdb_search_messages'::regclass ORDER BY 1",
+    )
+    assert valid == [
+        ("convdb_search_messages_document_idx", True),
+        ("convdb_search_messages_pkey", True),
+        ("convdb_search_messages_recent_idx", True),
+    ]
 
 
 def test_a_rename_racing_a_new_message_in_the_conversation(db, db_url, acme):
@@ -171,8 +220,10 @@ def test_a_rename_racing_a_new_message_in_the_conversation(db, db_url, acme):
         done = threading.Event()
 
         def rename():
-            query(db_url, "UPDATE contacts SET display_name = 'Dana Ortiz' "
-                          "WHERE display_name = 'Dana Reyes'")
+            query(
+                db_url,
+                "UPDATE contacts SET display_name = 'Dana Ortiz' WHERE display_name = 'Dana Reyes'",
+            )
             done.set()
 
         renamer = threading.Thread(target=rename)

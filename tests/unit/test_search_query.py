@@ -96,8 +96,9 @@ def test_limits_refuse_with_a_message():
 
 
 def test_control_characters_and_nul_are_spaces():
-    assert terms("re\x00fund\ttax") == [[("words", "re", False), ("words", "fund", False),
-                                         ("words", "tax", False)]]
+    assert terms("re\x00fund\ttax") == [
+        [("words", "re", False), ("words", "fund", False), ("words", "tax", False)]
+    ]
 
 
 def test_to_sql_combines_terms_with_tsquery_operators():
