@@ -47,6 +47,7 @@ from convdb.search import search
 
 from . import dataset
 from .report import Figure, percentile, say
+from .search_alternatives import alternative_figures
 
 KINDS = ("rare word", "common word", "two-word phrase", "phone fragment", "email domain")
 DISTINCT = 20  # different queries of each kind
@@ -76,32 +77,6 @@ SELECT split_part(ea.lowered, '@', 2), count(*)
   JOIN email_addresses ea ON ea.id = ca.email_address_id
  WHERE c.customer_id = %s
  GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s
-"""
-
-# Design B: the bodies' own GIN indexes, joined through messages to the customer.
-BODY_INDEXES = """
-CREATE INDEX IF NOT EXISTS bench_xms_bodies_doc
-    ON xms_bodies USING gin (convdb_search_body_v1(raw));
-CREATE INDEX IF NOT EXISTS bench_email_bodies_doc
-    ON email_bodies USING gin (convdb_search_body_v1(raw));
-CREATE INDEX IF NOT EXISTS bench_doc_only ON convdb_search_messages USING gin (document);
-ANALYZE xms_bodies, email_bodies, convdb_search_messages
-"""
-BODY_QUERY = """
-SELECT m.id, m.sent_at FROM (
-    SELECT m.id, m.sent_at FROM xms_bodies b JOIN messages m ON m.xms_body_id = b.id
-      JOIN conversations c ON c.id = m.conversation_id
-     WHERE convdb_search_body_v1(b.raw) @@ %(q)s::tsquery AND c.customer_id = %(customer)s
-    UNION ALL
-    SELECT m.id, m.sent_at FROM email_bodies b JOIN messages m ON m.email_body_id = b.id
-      JOIN conversations c ON c.id = m.conversation_id
-     WHERE convdb_search_body_v1(b.raw) @@ %(q)s::tsquery AND c.customer_id = %(customer)s
-) m ORDER BY m.sent_at DESC, m.id DESC LIMIT 21
-"""
-DOCUMENT_ONLY = """
-SELECT message_id, sent_at FROM convdb_search_messages
- WHERE customer_id = %(customer)s AND document @@ %(q)s::tsquery
- ORDER BY sent_at DESC, message_id DESC LIMIT 21
 """
 
 
@@ -175,44 +150,6 @@ def page_costs(db, key: str, texts: list[str], settings, pages: int = 10) -> tup
             if before is None:
                 break
     return first, later
-
-
-def time_sql(url: str, sql: str, params: list[dict], n: int, *, setup: str = "") -> list[float]:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            if setup:
-                cur.execute(setup)
-            for p in params[:5]:
-                cur.execute(sql, p)
-                cur.fetchall()
-            timings = []
-            for i in range(n):
-                started = time.perf_counter()
-                cur.execute(sql, params[i % len(params)])
-                cur.fetchall()
-                timings.append((time.perf_counter() - started) * 1000)
-        conn.rollback()
-    finally:
-        conn.close()
-    return timings
-
-
-def tsqueries(url: str, texts: list[str]) -> list[str]:
-    """The tsquery text convdb.search builds for each of ``texts``."""
-    from convdb.search import query
-
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            found = []
-            for text in texts:
-                sql, params = query.to_sql(query.parse(text, max_chars=1000, max_terms=50))
-                cur.execute(f"SELECT ({sql})::text", params)
-                found.append(cur.fetchone()[0])
-            return found
-    finally:
-        conn.close()
 
 
 def sizes_per_million(url: str, messages: int) -> dict[str, float]:
@@ -371,47 +308,6 @@ def search_figures(
                 target_text="≥ 0.85x",
             )
         )
-    return figures
-
-
-def alternative_figures(url: str, picked, customers, queries: int) -> list[Figure]:
-    """p50 of the body-word queries under the designs not chosen (SQL only)."""
-    figures = []
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        started = time.perf_counter()
-        cur.execute(BODY_INDEXES)
-        say(f"bench: body-level GIN indexes built in {time.perf_counter() - started:.0f} s")
-    conn.close()
-    for kind in ("rare word", "common word", "two-word phrase"):
-        qs = tsqueries(url, picked["big"][kind])
-        if not qs:
-            continue
-        for label, customer in customers.items():
-            params = [{"q": q, "customer": customer} for q in qs]
-            for design, sql, setup in (
-                ("body-level GIN joined through messages", BODY_QUERY, ""),
-                (
-                    "GIN on the document alone (no customer key)",
-                    DOCUMENT_ONLY,
-                    # dropped in the measuring transaction only (rolled back)
-                    "DROP INDEX convdb_search_messages_document_idx",
-                ),
-            ):
-                timings = time_sql(url, sql, params, max(20, queries // 4), setup=setup)
-                p50 = percentile(timings, 50)
-                figures.append(
-                    Figure(
-                        f"alternative: {design}, {kind}, {label} customer, p50",
-                        "ms",
-                        runs=[p50],
-                        info=True,
-                        target_text="compare with the rows above",
-                        note=f"p95 {percentile(timings, 95):.2f} ms",
-                    )
-                )
-                say(f"bench: alternative {design}, {kind}, {label}: p50 {p50:.2f} ms")
     return figures
 
 

@@ -237,3 +237,9 @@ def test_a_rename_racing_a_new_message_in_the_conversation(db, db_url, acme):
     assert_right(db_url)
     assert len(ids(db, "acme", "ortiz")) == 3 and ids(db, "acme", "reyes") == []
     assert len(search("acme", "ortiz parcel", db=db).results) == 3
+
+
+def test_truncating_messages_takes_their_documents(db, db_url, acme):
+    query(db_url, "TRUNCATE messages CASCADE")
+    assert scalar(db_url, "SELECT count(*) FROM convdb_search_messages") == 0
+    assert ids(db, "acme", "parcel") == []
