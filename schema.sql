@@ -718,6 +718,10 @@ AS $function$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM convdb_search_index_v1(ARRAY(SELECT id FROM new_rows), false);
+    ELSIF TG_OP = 'DELETE' THEN
+        DELETE FROM convdb_search_messages s USING old_rows o WHERE s.message_id = o.id;
+    ELSIF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE convdb_search_messages;
     ELSE
         PERFORM convdb_search_index_v1(ARRAY[NEW.id], true);
     END IF;
@@ -947,8 +951,7 @@ CREATE TABLE convdb_search_messages (
     customer_id bigint NOT NULL,
     sent_at timestamp with time zone NOT NULL,
     document tsvector NOT NULL,
-    CONSTRAINT convdb_search_messages_pkey PRIMARY KEY (message_id),
-    CONSTRAINT convdb_search_messages_message_id_fkey FOREIGN KEY (message_id) REFERENCES messages(id) ON DELETE CASCADE
+    CONSTRAINT convdb_search_messages_pkey PRIMARY KEY (message_id)
 );
 
 CREATE INDEX convdb_search_messages_document_idx ON public.convdb_search_messages USING gin (customer_id, document);
@@ -1146,7 +1149,11 @@ CREATE TRIGGER messages_count_truncated AFTER TRUNCATE ON messages FOR EACH STAT
 
 CREATE TRIGGER messages_count_updated AFTER UPDATE ON messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_messages_updated_v1();
 
+CREATE TRIGGER messages_search_deleted AFTER DELETE ON messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_messages_changed_v1();
+
 CREATE TRIGGER messages_search_inserted AFTER INSERT ON messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_messages_changed_v1();
+
+CREATE TRIGGER messages_search_truncated AFTER TRUNCATE ON messages FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_messages_changed_v1();
 
 CREATE TRIGGER messages_search_updated AFTER UPDATE OF conversation_id, email_body_id, xms_body_id, sent_at ON messages FOR EACH ROW WHEN (old.conversation_id IS DISTINCT FROM new.conversation_id OR old.email_body_id IS DISTINCT FROM new.email_body_id OR old.xms_body_id IS DISTINCT FROM new.xms_body_id OR old.sent_at IS DISTINCT FROM new.sent_at) EXECUTE FUNCTION convdb_search_messages_changed_v1();
 

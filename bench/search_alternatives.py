@@ -33,7 +33,7 @@ SELECT m.id, m.sent_at FROM (
 """
 DOCUMENT_ONLY = """
 SELECT message_id, sent_at FROM convdb_search_messages
- WHERE customer_id = %(customer)s AND document @@ %(q)s::tsquery
+ WHERE customer_id = %(customer)s::bigint AND document @@ %(q)s::tsquery
  ORDER BY sent_at DESC, message_id DESC LIMIT 21
 """
 
@@ -93,6 +93,11 @@ def alternative_figures(url: str, picked, customers, queries: int) -> list[Figur
         for label, customer in customers.items():
             params = [{"q": q, "customer": customer} for q in qs]
             for design, sql, setup in (
+                (
+                    "chosen design's SQL alone (as the rows above, without Python)",
+                    DOCUMENT_ONLY,
+                    "",
+                ),
                 ("body-level GIN joined through messages", BODY_QUERY, ""),
                 (
                     "GIN on the document alone (no customer key)",

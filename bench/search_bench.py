@@ -98,8 +98,8 @@ def pick_queries(url: str, messages: int, customers: dict[str, int]) -> dict[str
             rare = words(0.0001, 0.00005, 0.0002)
             common = words(0.05, 0.03, 0.07)
             middle = set(words(0.02, 0.01, 0.05, 400))
-            # Adjacent pairs of such words, as bodies hold them.
-            cur.execute("SELECT raw FROM xms_bodies ORDER BY id LIMIT 20000")
+            # Adjacent pairs of such words, as bodies across the pool hold them.
+            cur.execute("SELECT raw FROM xms_bodies WHERE id % 50 = 7 ORDER BY id")
             pairs: list[str] = []
             for (raw,) in cur.fetchall():
                 tokens = raw.split()

@@ -29,10 +29,12 @@ from ..exceptions import ConvdbError, MigrationError
 from .history import inspect, listed, record_squashes
 from .lock import MigrationDatabase, open_locked
 from .sources import CORE, Source, new_module_filename
+from .steps import run_operations
 
 
 def _patch_router() -> None:
-    """Number ``create``'s modules after the highest, check names, hide replaced modules.
+    """Number ``create``'s modules after the highest, check names, hide replaced modules,
+    run non-transactional modules outside a transaction.
 
     peewee-migrate numbers by *counting* files, so a folder with a gap (001,
     002, 004) gets a second 004. ``convdb create`` and this patched
@@ -44,6 +46,7 @@ def _patch_router() -> None:
         return
     original_compile = Router.compile
     original_todo = Router.todo
+    original_run_one = Router.run_one
 
     def compile(self, name, migrate="", rollback="", num=None):
         if num is None:
@@ -59,9 +62,31 @@ def _patch_router() -> None:
         replaced = {n for r in _folder_source(self.migrate_dir).squashes().values() for n in r}
         return [name for name in names if name not in replaced]
 
+    def run_one(self, name, migrator, *, fake=True, downgrade=False, force=False):
+        # A module declaring TRANSACTIONAL = False (CREATE INDEX CONCURRENTLY)
+        # runs as `convdb migrate` runs it: statement by statement outside a
+        # transaction, recorded afterwards; peewee-migrate would wrap it in one.
+        if fake or _folder_source(self.migrate_dir).transactional(name):
+            return original_run_one(
+                self, name, migrator, fake=fake, downgrade=downgrade, force=force
+            )
+        up, down = self.read(name)
+        self.logger.info(
+            "%s %s (outside a transaction)", "Rolling back" if downgrade else "Migrate", name
+        )
+        (down if downgrade else up)(migrator, self.database, fake=False)
+        run_operations(migrator)
+        with self.database.atomic():
+            if downgrade:
+                self.model.delete().where(self.model.name == name).execute()
+            else:
+                self.model.create(name=name)
+        return name
+
     compile._convdb = True
     Router.compile = compile
     Router.todo = property(todo)
+    Router.run_one = run_one
 
 
 def _fail(exc: ConvdbError, url: str | None = None):

@@ -38,7 +38,7 @@ def db_error(exc: BaseException) -> str:
     return text.strip().splitlines()[0].removeprefix("ERROR:").strip()
 
 
-def _run_operations(migrator) -> None:
+def run_operations(migrator) -> None:
     """Run a migrator's queued operations without the transaction ``migrator()`` opens."""
     operations, migrator.__ops__ = migrator.__ops__, []
     for op in operations:
@@ -79,7 +79,7 @@ def apply_one(router, name: str, *, downgrade: bool = False) -> None:
                 record()
         else:
             (down if downgrade else up)(migrator, db, fake=False)
-            _run_operations(migrator)
+            run_operations(migrator)
             with db.atomic():
                 record()
     except Exception as exc:
