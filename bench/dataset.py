@@ -346,15 +346,15 @@ def load(url: str, shape: Shape, *, echo=print, chunks: int = 20) -> Summary:
 
     params = {
         "seed": (shape.seed % 1000) / 1000,
-        "syllables": SYLLABLES,
+        "syllables": list(SYLLABLES),
         "vocabulary": shape.vocabulary,
         "customers": shape.customers,
         "big_share": shape.big_share,
         "messages": shape.messages,
         "per_conversation": shape.per_conversation,
         "bodies": shape.bodies,
-        "first": FIRST,
-        "last": LAST,
+        "first": list(FIRST),
+        "last": list(LAST),
     }
     started = time.perf_counter()
     conn = psycopg2.connect(url)
