@@ -41,8 +41,9 @@ _PHONE_AT = re.compile(rf"[+(]?({PHONE_RUN})\)?(?![0-9A-Za-z])")
 _WHOLE_PHONE = re.compile(rf"\s*[+(]?{PHONE_RUN}\)?\s*")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _DOMAIN = re.compile(r"@([^@\s]+\.[^@\s]+)")
-# Control characters (NUL included: PostgreSQL text cannot hold it) read as spaces.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters (NUL included: PostgreSQL text cannot hold it) and lone
+# surrogates (no UTF-8 for them) read as spaces.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _TRAILING = ",;:!?.)'"
 
 WORDS = "phraseto_tsquery('convdb_search_v1', convdb_search_fold_v1(%s))"

@@ -15,7 +15,8 @@ __all__ = ["WIDTH", "fold", "snippet"]
 
 WIDTH = 160
 _BEFORE = 40
-_SPACES = re.compile(r"\s+")
+# Whitespace, and control characters (a terminal would obey them), as one space.
+_SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 _SPECIAL = str.maketrans(
     {
         "ß": "ss",

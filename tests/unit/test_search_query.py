@@ -95,7 +95,8 @@ def test_limits_refuse_with_a_message():
         parse("a " * 1000, max_chars=100_000, max_terms=50)
 
 
-def test_control_characters_and_nul_are_spaces():
+def test_control_characters_nul_and_lone_surrogates_are_spaces():
+    assert terms("tax\udcff") == [[("words", "tax", False)]]
     assert terms("re\x00fund\ttax") == [
         [("words", "re", False), ("words", "fund", False), ("words", "tax", False)]
     ]
@@ -139,3 +140,4 @@ def test_snippet_is_a_window_at_the_first_word_found():
     assert len(piece) <= WIDTH + 2
     assert snippet("short   text\n", ["absent"]) == "short text"
     assert snippet(None, ["x"]) == "" and snippet("Zoë  est là", ["zoe"]) == "Zoë est là"
+    assert snippet("red\x1b[31m alert\x07", ["alert"]) == "red [31m alert"
