@@ -135,7 +135,11 @@ def search(
 
 def _run(db, customer_key, groups, position, limit, tag, settings) -> SearchPage:
     try:
+        # In the caller's transaction (a savepoint), the timeout is put back after.
+        outer = db.in_transaction()
         with db.atomic():
+            if outer:
+                before = db.execute_sql("SHOW statement_timeout").fetchone()[0]
             timeout = str(int(settings.search_timeout * 1000))
             customer, tsquery = _compile(db, customer_key, groups, timeout)
             params = {
@@ -148,6 +152,8 @@ def _run(db, customer_key, groups, position, limit, tag, settings) -> SearchPage
                 params["sent_at"], params["message_id"] = position
             sql = PAGE.format(before=BEFORE if position is not None else "")
             rows = db.execute_sql(sql, params).fetchall()
+            if outer:
+                db.execute_sql("SELECT set_config('statement_timeout', %s, true)", (before,))
     except (peewee.DatabaseError, peewee.InterfaceError) as exc:
         if sqlstate(exc) == "57014":
             raise SearchError(

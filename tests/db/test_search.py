@@ -313,3 +313,10 @@ def test_pages_never_skip_or_repeat_while_messages_arrive(db, db_url):
 )
 def test_folding_is_the_same_on_every_server(db_url, text, folded):
     assert scalar(db_url, "SELECT convdb_search_fold_v1(%s)", (text,)) == folded
+
+
+def test_inside_the_callers_transaction_the_timeout_is_put_back(db, inbox):
+    with db.atomic():
+        db.execute_sql("SET LOCAL statement_timeout = '42s'")
+        assert ids(db, "acme", "refund")
+        assert db.execute_sql("SHOW statement_timeout").fetchone()[0] == "42s"
