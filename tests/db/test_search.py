@@ -303,7 +303,10 @@ def test_pages_never_skip_or_repeat_while_messages_arrive(db, db_url):
     [
         ("Zoë ÉCOLE naïve", "zoe ecole naive"),
         ("Straße Øresund Łódź Æsir Œuvre þorn", "strasse oresund lodz aesir oeuvre thorn"),
-        ("ＦＵＬＬ ｗｉｄｔｈ ﬁne", "full width fine"),
+        (
+            "\uff26\uff35\uff2c\uff2c \uff57\uff49\uff44\uff54\uff48 \ufb01ne",
+            "full width fine",
+        ),  # full width, fi ligature
         # where unaccent's rules differ between PostgreSQL 15 and 18
         ("ª º ʰ", "a o h"),
         ("ΣΟΦΊΑ Ёлка", "σοφια елка"),
