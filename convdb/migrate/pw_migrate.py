@@ -16,6 +16,12 @@ own). A squash only partly applied needs its missing modules run first:
 
 ``pw_migrate create`` is patched to number a new module after the highest
 one and to refuse a name convdb would refuse (characters, length).
+
+Non-transactional modules: peewee-migrate wraps every module in a
+transaction, where ``CREATE INDEX CONCURRENTLY`` cannot run. A module that
+declares ``TRANSACTIONAL = False`` is run the way ``convdb migrate`` runs it
+instead: statement by statement in autocommit, then recorded in a short
+transaction of its own.
 """
 
 from __future__ import annotations
@@ -28,13 +34,12 @@ import peewee
 from ..exceptions import ConvdbError, MigrationError
 from .history import inspect, listed, record_squashes
 from .lock import MigrationDatabase, open_locked
-from .sources import CORE, Source, new_module_filename
+from .sources import CORE, Source, declares_non_transactional, new_module_filename
 from .steps import run_operations
 
 
 def _patch_router() -> None:
-    """Number ``create``'s modules after the highest, check names, hide replaced modules,
-    run non-transactional modules outside a transaction.
+    """Number ``create``'s modules after the highest, check names, hide replaced modules.
 
     peewee-migrate numbers by *counting* files, so a folder with a gap (001,
     002, 004) gets a second 004. ``convdb create`` and this patched
@@ -63,19 +68,21 @@ def _patch_router() -> None:
         return [name for name in names if name not in replaced]
 
     def run_one(self, name, migrator, *, fake=True, downgrade=False, force=False):
-        # A module declaring TRANSACTIONAL = False (CREATE INDEX CONCURRENTLY)
-        # runs as `convdb migrate` runs it: statement by statement outside a
-        # transaction, recorded afterwards; peewee-migrate would wrap it in one.
-        if fake or _folder_source(self.migrate_dir).transactional(name):
+        path = Path(self.migrate_dir) / f"{name}.py"
+        if fake or not path.is_file() or not declares_non_transactional(path.read_text()):
             return original_run_one(
                 self, name, migrator, fake=fake, downgrade=downgrade, force=force
             )
         up, down = self.read(name)
         self.logger.info(
-            "%s %s (outside a transaction)", "Rolling back" if downgrade else "Migrate", name
+            '%s "%s" (non-transactional)', "Roll back" if downgrade else "Migrate", name
         )
-        (down if downgrade else up)(migrator, self.database, fake=False)
-        run_operations(migrator)
+        try:
+            (down if downgrade else up)(migrator, self.database, fake=False)
+            run_operations(migrator)
+        except BaseException:
+            migrator.__ops__ = []
+            raise
         with self.database.atomic():
             if downgrade:
                 self.model.delete().where(self.model.name == name).execute()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -21,7 +22,7 @@ from ..plugin_helpers import (
     write_plugin,
 )
 from ..plugin_helpers import sql_module as sql
-from ..support import BIN, REPO
+from ..support import BIN, REPO, run_cli
 
 
 def quiet(_):
@@ -95,6 +96,27 @@ def test_failing_non_transactional_module_is_not_recorded_and_frees_the_lock(
     assert "src/002_bad (non-transactional) failed" in str(info.value)
     assert "INVALID" in str(info.value)  # the hint says what may be left behind
     assert history(empty_db_url, "migratehistory_src") == ["001_events"]
+    assert lock_is_free(empty_db_url)
+
+
+def test_pw_migrate_runs_a_non_transactional_module_outside_a_transaction(empty_db_url, tmp_path):
+    """Plain ``pw_migrate`` (which wraps every module in a transaction) runs a core
+    module that declares TRANSACTIONAL = False the way convdb does, and rolls it back."""
+    directory = tmp_path / "migrations"
+    shutil.copytree(REPO / "migrations", directory, ignore=shutil.ignore_patterns("__pycache__"))
+    top = max(int(p.name[:3]) for p in directory.glob("[0-9][0-9][0-9]_*.py"))
+    (directory / f"{top + 1:03d}_events.py").write_text(TABLE)
+    (directory / f"{top + 2:03d}_events_kind.py").write_text(
+        sql(INDEX_UP, INDEX_DOWN, transactional=False)
+    )
+    env = {"DATABASE_URL": empty_db_url}
+    args = ("--directory", str(directory))
+    run_cli("pw_migrate", "migrate", *args, env=env, check=True)
+    assert index_valid(empty_db_url, "events_kind_idx") is True
+    assert history(empty_db_url, "migratehistory")[-1] == f"{top + 2:03d}_events_kind"
+    run_cli("pw_migrate", "rollback", *args, env=env, check=True)
+    assert index_valid(empty_db_url, "events_kind_idx") is None
+    assert history(empty_db_url, "migratehistory")[-1] == f"{top + 1:03d}_events"
     assert lock_is_free(empty_db_url)
 
 
