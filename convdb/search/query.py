@@ -112,7 +112,7 @@ def _term(text: str, i: int, region: str) -> tuple[Term | None, int]:
             return _phone(inner, region), end + 1
         single = inner.strip()
         if single and not any(c.isspace() for c in single) and "@" in single:
-            return _word(single, region), end + 1
+            return _word(single), end + 1
         return (Term("words", inner) if inner.strip() else None), end + 1
     phone = _PHONE_AT.match(text, i)
     if phone:
@@ -120,10 +120,10 @@ def _term(text: str, i: int, region: str) -> tuple[Term | None, int]:
     end = i
     while end < len(text) and not text[end].isspace() and text[end] != '"':
         end += 1
-    return _word(text[i:end], region), end
+    return _word(text[i:end]), end
 
 
-def _word(word: str, region: str) -> Term:
+def _word(word: str) -> Term:
     bare = word.rstrip(_TRAILING)
     domain = _DOMAIN.fullmatch(bare)
     if domain:
