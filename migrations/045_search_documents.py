@@ -198,7 +198,12 @@ CREATE TABLE convdb_search_messages (
 -- common than a rare word is, and a small customer 3 times bigger.
 ALTER TABLE convdb_search_messages
     ALTER COLUMN customer_id SET STATISTICS 1000,
-    ALTER COLUMN document SET STATISTICS 1000
+    ALTER COLUMN document SET STATISTICS 1000;
+-- Derived: a rollback that drops them loses nothing (convdb.migrate.dataloss).
+COMMENT ON TABLE convdb_search_messages IS
+    'derived: search documents of messages, rebuilt by convdb_search_rebuild_v1';
+COMMENT ON TABLE convdb_search_conversations IS
+    'derived: the conversation part of search documents, rebuilt from the conversations'
 """
 
 # Documents of the messages ``ids``: their body's, then their conversation's

@@ -63,13 +63,23 @@ def test_rollback_that_would_drop_stored_data_asks_first(empty_db_url):
     ):
         assert f"  - {line}" in refused.stderr
     assert "email_bodies" not in refused.stderr  # empty tables are no loss
-    assert "nothing was rolled back" in refused.stderr and "--force" in refused.stderr
-    assert history(empty_db_url, "migratehistory") == CORE.modules()
+    assert "convdb_search_messages" not in refused.stderr  # derived tables are no loss
+    # Non-transactional modules at the head (indexes built CONCURRENTLY) cannot be
+    # tried: they are rolled back before the others are checked.
+    modules = CORE.modules()
+    undone = []
+    while modules and not CORE.transactional(modules[-1]):
+        undone.append(modules.pop())
+    said = f"{', '.join(undone)} {'was' if len(undone) == 1 else 'were'} rolled back before"
+    assert (said if undone else "nothing was rolled back") in refused.stderr
+    assert "--force" in refused.stderr
+    assert history(empty_db_url, "migratehistory") == modules
     assert query(empty_db_url, "SELECT count(*) FROM messages") == [(2,)]
 
     help_text = run_cli("convdb", "rollback", "--help").stdout
     assert "drops tables or columns that hold rows" in " ".join(help_text.split())
 
+    count = str(len(modules))
     forced = run_cli("convdb", "rollback", "--count", count, "--force", env=env, check=True)
     assert f"OK: {count} migration(s) rolled back" in forced.stdout
     assert public_tables(empty_db_url) == {"migratehistory"}
