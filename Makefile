@@ -9,6 +9,8 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
+# the operator console's browser tests
+.PHONY: browser
 .PHONY: help install demo test bench bench-smoke lint format migrate-apply migrate-new migrate-status schema embedded-stop clean
 
 help: ## List the targets
@@ -26,8 +28,11 @@ install: $(STAMP) ## Create .venv and install convdb with its development tools
 demo: $(STAMP) ## Migrate (embedded DB unless DATABASE_URL), enqueue sample webhooks, drain them, print the overview
 	$(BIN)/convdb demo
 
-test: $(STAMP) ## Run the test suite (TEST_DATABASE_URL, else an embedded PostgreSQL)
+test: $(STAMP) browser ## Run the test suite (TEST_DATABASE_URL, else an embedded PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+browser: ## Install headless Chromium and chromedriver (Debian packages) for the browser tests, when root
+	@bash scripts/install-browser.sh
 
 bench: $(STAMP) ## Benchmarks at scale (embedded unless DATABASE_URL); table into docs/benchmarks.md (raw runs in docs/benchmarks.json)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \

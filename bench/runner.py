@@ -25,6 +25,7 @@ import psycopg2
 from convdb import migrate as migrate_lib
 
 from . import loader, provider_figures, reads, search_bench, serve_figures, worker_figures
+from .console_figures import console_figures
 from .loader import Scale
 from .report import Figure, Run, page_rows, say, table, write
 
@@ -212,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument(
         "--only",
-        choices=["serve", "providers", "search"],
-        help="run only these figures (the webhook receiver's, its provider adapters', or search's)",
+        choices=["serve", "providers", "console", "search"],
+        help="run only these figures (the webhook receiver's, its provider adapters', "
+        "the operator console's pages, or search's)",
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -238,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures += provider_figures.provider_figures(
                     server, template, sizes, notes, Path(store)
                 )
+        if args.only in (None, "console"):
+            figures += console_figures(server, template, sizes, notes)
         if args.only in (None, "search"):
             figures += search_bench.search_figures(
                 server,

@@ -107,6 +107,12 @@ class Settings:
     search_timeout: float
     search_max_query: int
     search_max_terms: int
+    # the operator console's (convdb.console.settings.ConsoleSettings is its view of them)
+    console_password_ref: str | None = None
+    console_readonly_password_ref: str | None = None
+    console_session_minutes: int = 30
+    console_session_hours: int = 12
+    console_login_attempts: int = 5
 
 
 @dataclass(frozen=True)
@@ -379,6 +385,54 @@ SETTINGS: tuple[Setting, ...] = (
         "50",
         integer(1, 500),
         "search: most terms (words) in a query (more are refused)",
+    ),
+)
+
+
+def _secret_ref(text: str) -> str:
+    # The form only; convdb.serve.secrets reads it (and says what is wrong).
+    text = text.strip()
+    if not text.startswith(("env:", "file:")) or len(text) > 1024:
+        raise ValueError("not a secret reference: use env:VARIABLE or file:/absolute/path")
+    return text
+
+
+# The operator console's (convdb console).
+SETTINGS += (
+    Setting(
+        "CONVDB_CONSOLE_PASSWORD_REF",
+        "console_password_ref",
+        None,
+        _secret_ref,
+        "console: where its password is (env:NAME or file:PATH); required by convdb console",
+    ),
+    Setting(
+        "CONVDB_CONSOLE_READONLY_PASSWORD_REF",
+        "console_readonly_password_ref",
+        None,
+        _secret_ref,
+        "console: where an optional read-only password is (pages without any action)",
+    ),
+    Setting(
+        "CONVDB_CONSOLE_SESSION_MINUTES",
+        "console_session_minutes",
+        "30",
+        integer(1, 24 * 60),
+        "console: a session ends after this many minutes without a request",
+    ),
+    Setting(
+        "CONVDB_CONSOLE_SESSION_HOURS",
+        "console_session_hours",
+        "12",
+        integer(1, 24 * 7),
+        "console: a session ends this many hours after its login, active or not",
+    ),
+    Setting(
+        "CONVDB_CONSOLE_LOGIN_ATTEMPTS",
+        "console_login_attempts",
+        "5",
+        integer(1, 1000),
+        "console: failed logins allowed per client address per 5 minutes (429 after)",
     ),
 )
 

@@ -17,6 +17,7 @@ import click
 from ..config import load_settings
 from ..dburl import redact, redact_log_records
 from ..exceptions import ConvdbError
+from . import console as console_cli
 from . import migrate, misc, providers, queue, serve, squash
 from . import search as search_cli
 
@@ -84,6 +85,8 @@ for command in (
     misc.embedded_stop,
     serve.serve,
     providers.providers,
+    # the operator console
+    console_cli.console,
 ):
     cli.add_command(command)
 

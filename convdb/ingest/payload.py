@@ -40,6 +40,8 @@ MAX_KEY = 500
 #: below the index limit, compressible or not.
 MAX_ADDRESS_BYTES = 320
 MAX_URL = 2048
+#: An attachment's file name is cut to this many characters (``attachments.filename``).
+MAX_FILENAME = 255
 # Besides digits, ASCII letters (1-800-FLOWERS, "ext") and whitespace, what
 # written phone numbers hold, tel: URIs (RFC 3966) included.
 _PHONE_PUNCTUATION = frozenset("+-.()/:;=#*,")
@@ -77,7 +79,8 @@ class CanonicalMessage:
     sent_at: dt.datetime
     received_at: dt.datetime | None
     conversation_key: str | None
-    attachments: tuple[tuple[str, str | None, int | None], ...]  # url, content type, bytes
+    # url, content type, bytes, file name
+    attachments: tuple[tuple[str, str | None, int | None, str | None], ...]
 
     @property
     def channel(self) -> str:
@@ -260,6 +263,15 @@ def _size(obj: dict, path: str) -> int | None:
     return value
 
 
+def _filename(obj: dict, path: str) -> str | None:
+    """An attachment's optional file name, for people to read: at most
+    :data:`MAX_FILENAME` characters (longer ones are cut), blank is none."""
+    value = _opt_text(obj, "filename", path, max_len=None, empty=True)
+    if value is None or not value.strip():
+        return None
+    return value.strip()[:MAX_FILENAME]
+
+
 def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
     """Validate a canonical payload; :class:`PayloadError` names the first bad field.
 
@@ -294,13 +306,20 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
     attachments = _get(obj, "attachments", "attachments", required=False) or []
     if not isinstance(attachments, list):
         raise PayloadError("attachments: expected a list")
-    files: dict[str, tuple[str | None, int | None]] = {}
+    files: dict[str, tuple[str | None, int | None, str | None]] = {}
     for i, item in enumerate(attachments):
         item = _object(item, f"attachments[{i}]")
         where = f"attachments[{i}].url"
         url = _attachment_url(_get(item, "url", where), where)
         content_type = _opt_text(item, "content_type", f"attachments[{i}].content_type")
-        files.setdefault(url, (content_type, _size(item, f"attachments[{i}].size")))
+        files.setdefault(
+            url,
+            (
+                content_type,
+                _size(item, f"attachments[{i}].size"),
+                _filename(item, f"attachments[{i}].filename"),
+            ),
+        )
     received = _get(obj, "received_at", "received_at", required=False)
     return CanonicalMessage(
         customer_key=customer_key,

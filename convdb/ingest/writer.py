@@ -327,11 +327,11 @@ def _messages(db, batch: list[_Row], people: list[list[tuple[int, str]]]) -> lis
 ATTACHMENTS = """
 WITH u AS (
     SELECT nextval(pg_get_serial_sequence('attachments', 'id')) AS id, u.*
-      FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[])
-           AS u(message_id, url_id, content_type, size)
+      FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::text[])
+           AS u(message_id, url_id, content_type, size, filename)
 ), a AS (
-    INSERT INTO attachments (id, url_id, content_type, size)
-    SELECT id, url_id, content_type, size FROM u
+    INSERT INTO attachments (id, url_id, content_type, size, filename)
+    SELECT id, url_id, content_type, size, filename FROM u
 )
 INSERT INTO message_attachments (message_id, attachment_id) SELECT message_id, id FROM u
 """
@@ -350,5 +350,9 @@ def _attachments(db, messages: list[CanonicalMessage], ids: list[int | None]) ->
     urls = intern(
         db, dedup.ATTACHMENT_URLS, first(zip(normalized, (f[1] for f in files), strict=True))
     )
-    message_ids, _, content_types, sizes = columns(files, 4)
-    run(db, ATTACHMENTS, [message_ids, [urls[n] for n in normalized], content_types, sizes])
+    message_ids, _, content_types, sizes, filenames = columns(files, 5)
+    run(
+        db,
+        ATTACHMENTS,
+        [message_ids, [urls[n] for n in normalized], content_types, sizes, filenames],
+    )

@@ -19,7 +19,7 @@ from .core import (
 )
 from .dedup import AttachmentUrl, EmailAddress, EmailBody, PhoneNumber, XmsBody
 from .queue import EVENT_STATUSES, InboundEvent
-from .serve import WebhookEndpoint, WebhookNonce
+from .serve import WebhookEndpoint, WebhookEndpointDeliveries, WebhookNonce
 
 CORE_MODELS = (
     Customer,
@@ -35,7 +35,7 @@ CORE_MODELS = (
 )
 DEDUP_MODELS = (EmailBody, XmsBody, PhoneNumber, EmailAddress, AttachmentUrl)
 QUEUE_MODELS = (InboundEvent,)
-SERVE_MODELS = (WebhookEndpoint, WebhookNonce)
+SERVE_MODELS = (WebhookEndpoint, WebhookNonce, WebhookEndpointDeliveries)
 ALL_MODELS = CORE_MODELS + DEDUP_MODELS + QUEUE_MODELS + SERVE_MODELS
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "PhoneNumber",
     "Provider",
     "WebhookEndpoint",
+    "WebhookEndpointDeliveries",
     "WebhookNonce",
     "XmsBody",
 ]

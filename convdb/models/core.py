@@ -166,6 +166,7 @@ class Attachment(BaseModel):
     url = peewee.ForeignKeyField(AttachmentUrl, backref="attachments")
     content_type = peewee.TextField(null=True)
     size = peewee.BigIntegerField(null=True)  # bytes, when convdb stored them (migration 021)
+    filename = peewee.TextField(null=True)  # as the sender named it (migration 051)
     created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
 
     class Meta:

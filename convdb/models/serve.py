@@ -38,3 +38,20 @@ class WebhookNonce(BaseModel):
     class Meta:
         table_name = "webhook_nonces"
         primary_key = peewee.CompositeKey("endpoint", "nonce")
+
+
+class WebhookEndpointDeliveries(BaseModel):
+    """Events an endpoint stored per hour, one row per receiver backend (migration 050).
+
+    Kept by the receiver's group commit; read by the operator console.
+    """
+
+    endpoint = peewee.ForeignKeyField(WebhookEndpoint, on_delete="CASCADE")
+    hour = TimestampTZField()
+    shard = peewee.IntegerField()
+    deliveries = peewee.BigIntegerField()
+    last_delivery_at = TimestampTZField()
+
+    class Meta:
+        table_name = "webhook_endpoint_deliveries"
+        primary_key = peewee.CompositeKey("endpoint", "hour", "shard")

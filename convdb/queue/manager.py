@@ -71,6 +71,15 @@ class QueueStats:
         return sum(n for _, s, n in self.by_type if s == status)
 
 
+def _dead_selection(event_type, ids, max_id, limit) -> dict:
+    return {
+        "event_type": event_type,
+        "ids": Array(list(ids)) if ids else None,
+        "max_id": max_id,
+        "limit": limit,
+    }
+
+
 class QueueManager:
     """The queue's database operations on ``db`` (a peewee PostgreSQL database)."""
 
@@ -222,13 +231,36 @@ class QueueManager:
             ).fetchone()
         return QueueStats([tuple(r) for r in by_type], oldest, retrying, scheduled, expired)
 
-    def retry_dead(self, event_type: str | None = None, ids: Sequence[int] | None = None) -> int:
-        params = {"event_type": event_type, "ids": Array(ids) if ids else None}
+    def retry_dead(
+        self,
+        event_type: str | None = None,
+        ids: Sequence[int] | None = None,
+        *,
+        max_id: int | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Dead events (all, of ``event_type``, the given ``ids``, only ids up to
+        ``max_id``) back to pending with their attempts reset, at most ``limit``
+        of them, oldest first, in one transaction; how many."""
         with translated("retry dead events"), self.db.atomic():
+            params = _dead_selection(event_type, ids, max_id, limit)
             count = self.db.execute_sql(queries.RETRY_DEAD, params).fetchone()[0]
             if count:
                 self.notify("retry")
         return count
+
+    def purge_dead(
+        self,
+        event_type: str | None = None,
+        ids: Sequence[int] | None = None,
+        *,
+        max_id: int | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Delete dead events chosen as :meth:`retry_dead` chooses them; how many."""
+        with translated("purge dead events"), self.db.atomic():
+            params = _dead_selection(event_type, ids, max_id, limit)
+            return self.db.execute_sql(queries.PURGE_DEAD, params).rowcount
 
     def purge_done(self, older_than_seconds: float, slice_size: int = 10_000) -> int:
         total = 0

@@ -4,7 +4,8 @@ does one job and closes it.
 
 ``convdb enqueue`` -> :func:`enqueue_file`; ``convdb queue stats`` ->
 :func:`stats`; ``convdb queue retry-dead`` ->
-:func:`retry_dead`; ``convdb queue purge`` -> :func:`purge`.
+:func:`retry_dead`; ``convdb queue purge`` -> :func:`purge`. The operator console
+also calls :func:`retry_dead`, :func:`purge_dead` and :func:`dead_summary`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import IO
 
 from ..db import closing, connect
 from ..exceptions import ConfigError
+from . import overview
 from .enqueue import delay_seconds, read_events
 from .limits import Limits, check_event_type, configured
 from .manager import QueueManager, QueueStats
@@ -100,6 +102,22 @@ def retry_dead(
     """Put dead events (all, of one type, or the given ids) back to pending; how many."""
     with closing(connect(url, bind=False)) as db:
         return QueueManager(db).retry_dead(event_type, list(ids) or None)
+
+
+def purge_dead(
+    *, event_type: str | None = None, ids: Sequence[int] = (), url: str | None = None
+) -> int:
+    """Delete dead events (all, of one type, or the given ids); how many."""
+    with closing(connect(url, bind=False)) as db:
+        return QueueManager(db).purge_dead(event_type, list(ids) or None)
+
+
+def dead_summary(
+    *, event_type: str | None = None, max_id: int | None = None, url: str | None = None
+) -> tuple[int, int | None]:
+    """How many dead events (of one type, up to ``max_id``) there are, and the newest id."""
+    with closing(connect(url, bind=False)) as db:
+        return overview.dead_summary(db.connection(), event_type=event_type, max_id=max_id)
 
 
 def purge(older_than: str | float, url: str | None = None) -> int:

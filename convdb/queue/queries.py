@@ -196,17 +196,35 @@ SELECT extract(epoch FROM now() - min(received_at)
  WHERE status IN ('pending', 'processing')
 """
 
-RETRY_DEAD = """
+# Dead events back to pending: all, of one type, the given ids, and (for a
+# bulk action confirmed at one moment) only ids up to ``max_id``; at most
+# ``limit`` of them (NULL: no limit) in id order, through
+# ``inbound_events_dead_idx`` (migration 052), so a caller can go in batches.
+DEAD_SELECTION = """
+SELECT id FROM inbound_events
+ WHERE status = 'dead'
+   AND (%(event_type)s::text IS NULL OR event_type = %(event_type)s)
+   AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+   AND (%(max_id)s::bigint IS NULL OR id <= %(max_id)s::bigint)
+ ORDER BY id
+ LIMIT %(limit)s
+"""
+
+RETRY_DEAD = f"""
 WITH revived AS (
     UPDATE inbound_events
        SET status = 'pending', attempts = 0, available_at = now(), locked_by = NULL,
            locked_until = NULL, processed_at = NULL
-     WHERE status = 'dead'
-       AND (%(event_type)s::text IS NULL OR event_type = %(event_type)s)
-       AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+     WHERE id = ANY(ARRAY({DEAD_SELECTION})) AND status = 'dead'
     RETURNING id
 )
 SELECT count(*) FROM revived
+"""
+
+# Dead events deleted, chosen like RETRY_DEAD's.
+PURGE_DEAD = f"""
+DELETE FROM inbound_events
+ WHERE id = ANY(ARRAY({DEAD_SELECTION})) AND status = 'dead'
 """
 
 # In slices, so purging millions of rows never holds one huge transaction.
@@ -238,3 +256,93 @@ SELECT ins.id FROM ins LEFT JOIN n ON true ORDER BY ins.id
 """
 
 NOTIFY = "SELECT pg_notify(%(channel)s, %(event_type)s)"
+
+# --- the operator console's views of the queue ---------------------------------
+
+# Exact counts of the rows that are not done, by type: pending and processing
+# through the claim index, dead through inbound_events_dead_idx. The done
+# rows, however many, are not read (see DONE_ESTIMATE).
+LIVE_COUNTS = """
+SELECT event_type, status, count(*) FROM inbound_events
+ WHERE status IN ('pending', 'processing')
+ GROUP BY 1, 2
+UNION ALL
+SELECT event_type, 'dead', count(*) FROM inbound_events WHERE status = 'dead' GROUP BY 1
+"""
+
+# The table's row count as the planner last measured it (ANALYZE, autovacuum);
+# done is about this minus the exact live counts. NULL before any ANALYZE.
+TABLE_ESTIMATE = """
+SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint END
+  FROM pg_class WHERE oid = 'inbound_events'::regclass
+"""
+
+# The head of the queue: the pending event due first (what a worker claims
+# next), with how long it has waited since it arrived.
+HEAD = """
+SELECT id, event_type, received_at, available_at, attempts,
+       extract(epoch FROM now() - received_at)::float8
+  FROM inbound_events
+ WHERE status = 'pending'
+ ORDER BY available_at, id
+ LIMIT 1
+"""
+
+# Events finished (done or dead) per minute and per worker since
+# %(since)s, through inbound_events_processed_at_idx (migration 052).
+FINISHED_BY_MINUTE = """
+SELECT date_trunc('minute', processed_at) AS minute, coalesce(locked_by, '?'),
+       count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'dead'),
+       max(processed_at)
+  FROM inbound_events
+ WHERE processed_at IS NOT NULL AND processed_at >= %(since)s
+ GROUP BY 1, 2
+"""
+
+# Events received per minute since %(since)s: every one of them is either
+# finished since then (it was processed after it arrived) or not finished.
+RECEIVED_BY_MINUTE = """
+SELECT date_trunc('minute', received_at), count(*)
+  FROM (SELECT received_at FROM inbound_events
+         WHERE processed_at IS NOT NULL AND processed_at >= %(since)s
+           AND received_at >= %(since)s
+        UNION ALL
+        SELECT received_at FROM inbound_events
+         WHERE status IN ('pending', 'processing') AND received_at >= %(since)s) r
+ GROUP BY 1
+"""
+
+# Workers holding events now (leases not expired).
+HOLDING = """
+SELECT locked_by, count(*), max(locked_until)
+  FROM inbound_events
+ WHERE status = 'processing' AND locked_until >= now()
+ GROUP BY 1
+"""
+
+# One page of dead events, newest first (keyset on id).
+DEAD_PAGE = """
+SELECT id, event_type, received_at, processed_at, attempts, left(last_error, 500)
+  FROM inbound_events
+ WHERE status = 'dead'
+   AND (%(event_type)s::text IS NULL OR event_type = %(event_type)s)
+   AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
+
+# The dead selection's size and its newest id (what a bulk action confirms).
+DEAD_SUMMARY = """
+SELECT count(*), max(id) FROM inbound_events
+ WHERE status = 'dead'
+   AND (%(event_type)s::text IS NULL OR event_type = %(event_type)s)
+   AND (%(max_id)s::bigint IS NULL OR id <= %(max_id)s::bigint)
+"""
+
+EVENT = """
+SELECT id, event_type, status, received_at, available_at, processed_at, attempts,
+       last_error, locked_by, idempotency_key, payload_bytes,
+       CASE WHEN payload_bytes <= %(max_bytes)s THEN payload::text END
+  FROM inbound_events
+ WHERE id = %(id)s
+"""

@@ -41,6 +41,7 @@ import psycopg2
 from ..queue.queries import CHANNEL
 from ..sqlarray import Array
 from .adapters import Delivery, Rejection
+from .deliveries import COUNT_DELIVERIES, PURGE_DELIVERIES
 from .pg import Unavailable, close_quietly, is_connection_error, open_connection, sqlstate
 from .rejection import queued_text
 
@@ -221,7 +222,7 @@ class GroupWriter:
             if stop:
                 break
             if time.monotonic() - self._last_purge > PURGE_INTERVAL:
-                self._purge_nonces()
+                self._purge_expired()
         leftover = Unavailable("the server is shutting down")
         while True:
             try:
@@ -325,10 +326,24 @@ class GroupWriter:
                 },
             )
             stored = {row[0] for row in cur.fetchall()}
-        for i in rows:
-            key = group[i].key
-            results[i] = "stored" if key in stored else "duplicate"
-            stored.discard(key)  # the same key again in this group is a duplicate
+            counts: dict[int, int] = {}
+            for i in rows:
+                key = group[i].key
+                if key in stored:
+                    results[i] = "stored"
+                    counts[group[i].endpoint_id] = counts.get(group[i].endpoint_id, 0) + 1
+                    stored.discard(key)  # the same key again in this group is a duplicate
+                else:
+                    results[i] = "duplicate"
+            if counts:
+                endpoints = sorted(counts)
+                cur.execute(
+                    COUNT_DELIVERIES,
+                    {
+                        "endpoints": Array(endpoints),
+                        "counts": Array([counts[e] for e in endpoints]),
+                    },
+                )
         return results
 
     def _replays(self, cur, group: list[Pending], order: list[int]) -> list[int]:
@@ -365,7 +380,7 @@ class GroupWriter:
             i for i in again if owners.get((group[i].endpoint_id, group[i].nonce)) != group[i].key
         ]
 
-    def _purge_nonces(self) -> None:
+    def _purge_expired(self) -> None:
         self._last_purge = time.monotonic()
         conn = self._connection()
         if conn is None:
@@ -373,6 +388,7 @@ class GroupWriter:
         try:
             with conn.cursor() as cur:
                 cur.execute(PURGE_NONCES)
+                cur.execute(PURGE_DELIVERIES)
             conn.commit()
         except psycopg2.Error as exc:
             _rollback(conn)

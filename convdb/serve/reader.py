@@ -22,8 +22,11 @@ T = TypeVar("T")
 class Reader:
     """Runs ``fn(connection)`` on the reader thread; reconnects by itself."""
 
-    def __init__(self, url: str, *, statement_timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, statement_timeout: float = 2.0, name: str = "convdb serve (reads)"
+    ) -> None:
         self._url = url
+        self._name = name
         self._statement_timeout = statement_timeout
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="convdb-serve-reader")
         self._conn = None
@@ -43,7 +46,7 @@ class Reader:
             if self._conn is None:
                 self._conn = open_connection(
                     self._url,
-                    name="convdb serve (reads)",
+                    name=self._name,
                     statement_timeout=self._statement_timeout,
                 )
             try:

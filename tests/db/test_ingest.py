@@ -31,7 +31,7 @@ def test_parse_the_spec_example():
     assert msg.sender.normalized == "jane.doe@example.com"
     assert msg.sent_at == dt.datetime(2025, 11, 5, 8, 0, tzinfo=dt.UTC)
     assert msg.received_at == dt.datetime(2025, 11, 5, 8, 0, 5, tzinfo=dt.UTC)
-    assert msg.attachments == (("https://files.example/a.png", "image/png", None),)
+    assert msg.attachments == (("https://files.example/a.png", "image/png", None, None),)
 
 
 @pytest.mark.parametrize(

@@ -124,3 +124,26 @@ def test_a_closed_writer_refuses_new_rows_as_unavailable(db_url, endpoint_ids):
     writer.close()
     with pytest.raises(Unavailable, match="shutting down"):
         asyncio.run(writer.store(endpoint_ids[0], "k", Delivery("x", {}, "k"), timeout=5))
+
+
+def test_stored_events_are_counted_per_endpoint_and_hour(db_url, endpoint_ids):
+    """The console's counters (migration 050): stored events only, per endpoint, one row
+    per hour and backend; a redelivery is not counted again."""
+    first, second = endpoint_ids
+    writer = GroupWriter(db_url)
+    items = [
+        (e, f"hook:{e}:k{i}", Delivery("message.received", {"i": i}, f"k{i}"))
+        for e, n in ((first, 30), (second, 5))
+        for i in range(n)
+    ]
+    try:
+        asyncio.run(store_all(writer, items))
+        asyncio.run(store_all(writer, items[:10]))  # redelivered: duplicates
+    finally:
+        writer.close()
+    rows = query(
+        db_url,
+        "SELECT endpoint_id, sum(deliveries), count(DISTINCT hour), max(last_delivery_at) <= now()"
+        " FROM webhook_endpoint_deliveries GROUP BY 1 ORDER BY 1",
+    )
+    assert rows == [(first, 30, 1, True), (second, 5, 1, True)]

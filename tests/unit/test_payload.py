@@ -97,13 +97,13 @@ def test_malformed_attachment_urls_are_refused(url, reason):
 def test_http_and_https_urls_are_kept_as_given():
     urls = ["https://files.example/a.png?sig=x%20y", "HTTP://Files.Example/B.PNG", " http://x.io "]
     msg = parse_message(example(attachments=[{"url": u} for u in urls]))
-    assert [url for url, _, _ in msg.attachments] == urls
+    assert [a[0] for a in msg.attachments] == urls
 
 
 def test_the_attachment_stores_urls_are_accepted_well_formed_only():
     stored = content_url("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
     msg = parse_message(example(attachments=[{"url": stored, "content_type": "a/b", "size": 5}]))
-    assert msg.attachments == ((stored, "a/b", 5),)
+    assert msg.attachments == ((stored, "a/b", 5, None),)
     for bad in ("convdb-attachment://sha256/xyz", "convdb-attachment://md5/" + "0" * 64):
         message = refused(example(attachments=[{"url": bad}]))
         assert message.startswith("attachments[0].url: not a stored attachment")
@@ -177,3 +177,16 @@ def test_validation_needs_no_database():
     """Nothing above touches SQL: the payloads are refused from the JSON alone."""
     payload = json.loads(json.dumps(example(sent_at="0001-01-01T00:00:00+02:00")))
     assert refused(payload).startswith("sent_at:")
+
+
+def test_attachment_file_names_are_kept_cut_to_255_characters_or_dropped_when_blank():
+    payload = example(
+        attachments=[
+            {"url": "https://files.example/a.png", "filename": "  plan.png "},
+            {"url": "https://files.example/b.png", "filename": "x" * 300},
+            {"url": "https://files.example/c.png", "filename": "   "},
+            {"url": "https://files.example/d.png"},
+        ]
+    )
+    names = [a[3] for a in parse_message(payload).attachments]
+    assert names == ["plan.png", "x" * 255, None, None]
