@@ -39,7 +39,7 @@ class NaiveWriter(GroupWriter):
     def start(self) -> None:
         pass
 
-    async def store(self, endpoint_id, key, delivery, *, timeout):
+    async def store(self, endpoint_id, key, delivery, *, timeout, **_options):  # no nonces here
         payload = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":"))
         return await asyncio.to_thread(self._insert, delivery.event_type, payload, key)
 

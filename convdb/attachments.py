@@ -29,6 +29,11 @@ The default store, :class:`LocalStore`, is a content-addressed folder
 flushed to disk, and renamed into ``sha256/ab/cd/<hex>``, so a half-written
 file is never visible under its final name.
 
+A store that cannot be written now (a full or read-only disk, a folder
+gone, an object store away) raises :class:`StoreUnavailable`: the receiver
+answers 503 with ``Retry-After`` (the sender retries once it is fixed), and
+its ``/healthz`` reports the store through :meth:`AttachmentStore.check`.
+
 Another store (S3-compatible, say) is chosen with ``CONVDB_ATTACHMENT_STORE=
 module:attr``, naming an :class:`AttachmentStore` subclass (or factory)
 called with the :class:`AttachmentSettings`. A setting rather than a
@@ -38,11 +43,13 @@ operator, and installing a plugin must never move where the bytes go.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -62,6 +69,10 @@ MAX_CONTENT_TYPE_LENGTH = 255
 
 class AttachmentTooLarge(ConvdbError):
     """An attachment is over the configured limit (the receiver answers 413)."""
+
+
+class StoreUnavailable(ConvdbError):
+    """The store cannot be written now (the receiver answers 503 with ``Retry-After``)."""
 
 
 def content_url(sha256_hex: str) -> str:
@@ -129,8 +140,10 @@ class AttachmentStore:
     """Where attachment bytes go. Subclasses implement :meth:`begin` and :meth:`open`.
 
     ``begin`` returns a writer whose ``write`` raises :class:`AttachmentTooLarge`
-    past ``max_bytes``. Stores are shared by threads: keep per-file state in
-    the writer.
+    past ``max_bytes``. ``begin``, ``write`` and ``commit`` raise
+    :class:`StoreUnavailable` (or ``OSError``) when the bytes cannot be
+    written now. Stores are shared by threads: keep per-file state in the
+    writer.
     """
 
     def __init__(self, settings: AttachmentSettings) -> None:
@@ -143,6 +156,10 @@ class AttachmentStore:
     def open(self, url: str) -> BinaryIO:
         """The stored bytes of ``url``; ``FileNotFoundError`` when they are not here."""
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise :class:`StoreUnavailable` when the store cannot be written now (the
+        receiver's ``/healthz`` calls it, on a thread). The default checks nothing."""
 
     def put(self, data: bytes, content_type: str | None, filename: str | None):
         """Store ``data`` at once (begin, write, commit)."""
@@ -174,6 +191,26 @@ class LocalStore(AttachmentStore):
             raise FileNotFoundError(f"not a stored attachment URL: {url[:80]!r}")
         return open(self.path_of(digest), "rb")
 
+    def check(self) -> None:
+        """A file can be created in the store's folder (and is removed)."""
+        with _writing(self):
+            tmp = self.root / "tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=tmp, prefix="check-")
+            os.close(fd)
+            os.unlink(name)
+
+
+@contextlib.contextmanager
+def _writing(store: LocalStore):
+    """``OSError`` (a full, read-only or missing disk) as :class:`StoreUnavailable`."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreUnavailable(
+            f"the attachment store {store.root} cannot be written: {exc.strerror or exc}"
+        ) from exc
+
 
 class _LocalWriter(AttachmentWriter):
     def __init__(self, store: LocalStore, content_type: str | None, filename: str | None) -> None:
@@ -183,8 +220,9 @@ class _LocalWriter(AttachmentWriter):
         self._hash = hashlib.sha256()
         self._size = 0
         tmp = store.root / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=tmp, prefix="part-")
+        with _writing(store):
+            tmp.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=tmp, prefix="part-")
         self._path = Path(name)
         self._file = os.fdopen(fd, "wb")
 
@@ -195,29 +233,32 @@ class _LocalWriter(AttachmentWriter):
                 f"attachment {self._filename or ''!r} is over {self._store.max_bytes} bytes"
             )
         self._hash.update(data)
-        self._file.write(data)
+        with _writing(self._store):
+            self._file.write(data)
 
     def commit(self) -> StoredAttachment:
         digest = self._hash.hexdigest()
         final = self._store.path_of(digest)
-        if final.exists():  # stored once: the same bytes are already there, durably
-            self._file.close()
-            self._path.unlink(missing_ok=True)
-        else:
-            self._file.flush()
-            os.fsync(self._file.fileno())  # the bytes are on disk before the event says so
-            self._file.close()
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._path, final)
-            _fsync_dir(final.parent)
+        with _writing(self._store):
+            if final.exists():  # stored once: the same bytes are already there, durably
+                self._file.close()
+                self._path.unlink(missing_ok=True)
+            else:
+                self._file.flush()
+                os.fsync(self._file.fileno())  # the bytes are on disk before the event says so
+                self._file.close()
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._path, final)
+                _fsync_dir(final.parent)
         return StoredAttachment(
             content_url(digest), digest, self._size, self._content_type, self._filename
         )
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        self._path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if not self._file.closed:
+                self._file.close()
+            self._path.unlink(missing_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -229,20 +270,40 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Staging:
-    """Writers of one request: :meth:`commit` keeps them all, leaving the block drops the rest."""
+    """Writers of one request: :meth:`commit` keeps them all, leaving the block drops the rest.
 
-    def __init__(self, store: AttachmentStore) -> None:
-        self.store = store
+    ``store`` is the store, or a function that returns it, called at the first
+    :meth:`begin` (so a store that cannot even be built fails there, as
+    :class:`StoreUnavailable`, and a request without files never needs it).
+    """
+
+    def __init__(self, store: AttachmentStore | Callable[[], AttachmentStore]) -> None:
+        self._store = store
         self._writers: list[AttachmentWriter] = []
         self._done = False
 
+    @property
+    def store(self) -> AttachmentStore:
+        if not isinstance(self._store, AttachmentStore):
+            try:
+                self._store = self._store()
+            except ConfigError as exc:
+                raise StoreUnavailable(exc.message) from exc
+        return self._store
+
     def begin(self, content_type: str | None, filename: str | None) -> AttachmentWriter:
-        writer = self.store.begin(content_type, filename)
+        try:
+            writer = self.store.begin(content_type, filename)
+        except OSError as exc:  # a store of a plugin's that does not say StoreUnavailable
+            raise StoreUnavailable(f"the attachment store cannot be written: {exc}") from exc
         self._writers.append(writer)
         return writer
 
     def commit(self) -> list[StoredAttachment]:
-        stored = [writer.commit() for writer in self._writers]
+        try:
+            stored = [writer.commit() for writer in self._writers]
+        except OSError as exc:
+            raise StoreUnavailable(f"the attachment store cannot be written: {exc}") from exc
         self._done = True
         return stored
 
@@ -321,6 +382,7 @@ __all__ = [
     "AttachmentWriter",
     "LocalStore",
     "Staging",
+    "StoreUnavailable",
     "StoredAttachment",
     "clean_name",
     "clean_type",

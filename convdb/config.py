@@ -92,6 +92,10 @@ class Settings:
     serve_refresh: float
     public_url: str | None
     trusted_proxies: tuple[Network, ...] | None
+    # the receiver's bounds on slow or large requests (issue 16)
+    serve_max_form_body: int
+    serve_body_timeout: float
+    serve_max_connections: int
     # the attachment store's (convdb.attachments.AttachmentSettings is its view of them)
     attachment_store: str
     attachment_dir: Path | None
@@ -300,6 +304,27 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         networks,
         "receiver: addresses or networks whose X-Forwarded-* headers are believed",
+    ),
+    Setting(
+        "CONVDB_SERVE_MAX_FORM_BODY",
+        "serve_max_form_body",
+        str(4 * 2**20),
+        integer(1024, 1024**3),
+        "receiver: largest form-encoded body in bytes (413 above), whatever the adapter's limit",
+    ),
+    Setting(
+        "CONVDB_SERVE_BODY_TIMEOUT",
+        "serve_body_timeout",
+        "60",
+        number(0.1, 3600),
+        "receiver: seconds a request's whole body may take to arrive (408 after)",
+    ),
+    Setting(
+        "CONVDB_SERVE_MAX_CONNECTIONS",
+        "serve_max_connections",
+        "1000",
+        integer(1, 1_000_000),
+        "receiver: most open connections per server process (503 above)",
     ),
     Setting(
         "CONVDB_ATTACHMENT_STORE",

@@ -19,7 +19,7 @@ from .core import (
 )
 from .dedup import AttachmentUrl, EmailAddress, EmailBody, PhoneNumber, XmsBody
 from .queue import EVENT_STATUSES, InboundEvent
-from .serve import WebhookEndpoint, WebhookEndpointDeliveries, WebhookNonce
+from .serve import WebhookEndpoint, WebhookEndpointDeliveries, WebhookNonce, WebhookReplayKey
 
 CORE_MODELS = (
     Customer,
@@ -35,7 +35,7 @@ CORE_MODELS = (
 )
 DEDUP_MODELS = (EmailBody, XmsBody, PhoneNumber, EmailAddress, AttachmentUrl)
 QUEUE_MODELS = (InboundEvent,)
-SERVE_MODELS = (WebhookEndpoint, WebhookNonce, WebhookEndpointDeliveries)
+SERVE_MODELS = (WebhookEndpoint, WebhookNonce, WebhookEndpointDeliveries, WebhookReplayKey)
 ALL_MODELS = CORE_MODELS + DEDUP_MODELS + QUEUE_MODELS + SERVE_MODELS
 
 __all__ = [
@@ -68,5 +68,6 @@ __all__ = [
     "WebhookEndpoint",
     "WebhookEndpointDeliveries",
     "WebhookNonce",
+    "WebhookReplayKey",
     "XmsBody",
 ]

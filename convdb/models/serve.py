@@ -1,4 +1,5 @@
-"""The webhook receiver's tables (migration 020): endpoints and replay nonces."""
+"""The webhook receiver's tables: endpoints (020), replay nonces and the key that scopes
+them (020, 032), and per-endpoint delivery counts (050)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,34 @@ class WebhookEndpoint(BaseModel):
 
 
 class WebhookNonce(BaseModel):
-    """A one-time value an endpoint's adapter has accepted, until ``expires_at``."""
+    """A one-time value spent under ``scope`` until ``expires_at`` (migration 032).
 
-    endpoint = peewee.ForeignKeyField(WebhookEndpoint, on_delete="CASCADE")
+    ``scope`` is the HMAC-SHA256 (hex) of the signing key the request was
+    authenticated with, under :class:`WebhookReplayKey`, or ``endpoint:<id>``
+    for a request authenticated by its path token alone; ``endpoint`` records
+    where it was spent (NULL once that endpoint is removed).
+    """
+
+    scope = peewee.TextField()
     nonce = peewee.TextField()
+    endpoint = peewee.ForeignKeyField(WebhookEndpoint, null=True, on_delete="SET NULL")
     idempotency_key = peewee.TextField()
     expires_at = TimestampTZField()
 
     class Meta:
         table_name = "webhook_nonces"
-        primary_key = peewee.CompositeKey("endpoint", "nonce")
+        primary_key = peewee.CompositeKey("scope", "nonce")
+
+
+class WebhookReplayKey(BaseModel):
+    """The database's one replay key: 32 random bytes that nonce scopes are keyed with."""
+
+    id = peewee.BooleanField(primary_key=True, default=True)
+    key = peewee.BlobField()
+    created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "webhook_replay_key"
 
 
 class WebhookEndpointDeliveries(BaseModel):

@@ -35,8 +35,10 @@ What the receiver does around :meth:`Adapter.receive`:
   providers never share keys; a redelivery (same key) is answered 2xx and stored once.
 - A :class:`Delivery` with a ``nonce`` (a one-time value such as Mailgun's
   ``token``) is refused as a replay when the nonce was already used by a
-  delivery with another key; the nonce is stored in the same transaction as
-  the event, so it is consumed exactly when the event is.
+  delivery with another key under the same signing key (the secret this
+  request read, at whatever endpoint: :mod:`convdb.serve.replay`); the nonce
+  is stored in the same transaction as the event, so it is consumed exactly
+  when the event is.
 - :meth:`Adapter.respond` builds the 2xx answer (after the commit) and
   :meth:`Adapter.refuse` the answer to a :class:`Rejection`, so an adapter can
   speak its provider's dialect (an empty TwiML document, a 406).
@@ -77,8 +79,9 @@ class Delivery:
     Webhooks' ``webhook-id``, Twilio's ``MessageSid``); the receiver prefixes
     it with the endpoint's namespace. ``nonce`` is an optional one-time value
     remembered for ``nonce_ttl`` seconds (make it longer than the adapter's
-    timestamp tolerance): reused with another key, the request is refused as
-    a replay (401, ``reason="replayed"``).
+    timestamp tolerance), per signing key: reused with another key under the
+    same signing key, at any endpoint, the request is refused as a replay
+    (401, ``reason="replayed"``).
     """
 
     event_type: str

@@ -10,9 +10,17 @@
     #   routes=[Mount("/convdb", app=create_app(url))]
 
 Routes: ``POST /hooks/{token}`` (and ``/hooks/{token}/{event_type}``) for
-webhooks, ``GET /healthz`` (200 when the database answers, else 503) and
+webhooks, ``GET /healthz`` (200 when the database answers, else 503; its
+JSON also says whether the attachment store can be written) and
 ``GET /metrics`` (Prometheus text). Every request is logged as one line on
 the logger ``convdb.serve.access``, the token masked.
+
+A fault that an operator or a retry can cure (the database away, a secret
+reference that cannot be read, an attachment store that cannot be written,
+an adapter that is not installed) answers 503 with ``Retry-After``, after
+authentication where the scheme allows it, and is logged once per endpoint
+and cause (again only after it was cured). A 500 is a bug, logged with its
+traceback.
 
 A mounted app's lifespan is not run by every host framework: the receiver
 starts its writer and connections on first use anyway, and its lifespan
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -33,13 +42,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..attachments import StoreUnavailable, get_store, load_attachment_settings
 from ..db import resolve_url
+from ..exceptions import ConfigError
 from . import metrics
 from .adapters import Adapter, Headers, Outcome, Rejection, WebhookRequest, WebhookResponse
 from .endpoints import PATH_PREFIX, Directory, read_all
 from .groupcommit import GroupWriter
 from .pg import Unavailable
 from .reader import Reader, ping, queue_depth
+from .replay import ReplayScopes
 from .secrets import SecretUnavailable, read_secret
 from .settings import ServeSettings, load_serve_settings
 from .urls import client_address, public_url
@@ -48,6 +60,8 @@ log = logging.getLogger("convdb.serve")
 access_log = logging.getLogger("convdb.serve.access")
 
 STATE_KEY = "convdb.serve"
+#: Seconds /healthz waits for the attachment store to create a file.
+STORE_CHECK_TIMEOUT = 2.0
 
 
 class Receiver:
@@ -70,6 +84,9 @@ class Receiver:
             on_group=lambda rows, _seconds: metrics.GROUP_ROWS.observe(rows),
         )
         self.directory = Directory(lambda: self.reader.run(read_all), refresh=settings.refresh)
+        self.replay = ReplayScopes(self.reader.run)
+        self._faults: dict[str, str] = {}  # endpoint label -> the fault last logged
+        self._store_settings = None
 
     @property
     def adapters(self) -> dict[str, Adapter]:
@@ -106,11 +123,14 @@ class Receiver:
         info.update(endpoint=label, outcome=outcome, reason=reason)
         metrics.WEBHOOKS.labels(label, outcome, reason).inc()
         metrics.DURATION.labels(outcome).observe(time.perf_counter() - started)
+        headers = dict(answer.headers)
+        if answer.status >= 300 and not info.get("body_complete"):
+            headers["connection"] = "close"  # the rest of the body is never read
         return Response(
             answer.body,
             status_code=answer.status,
             media_type=answer.content_type,
-            headers=dict(answer.headers),
+            headers=headers,
         )
 
     async def _webhook(self, request: Request) -> tuple[WebhookResponse, str, str, str]:
@@ -127,12 +147,9 @@ class Receiver:
         label = endpoint.label
         adapter = self.adapters.get(endpoint.adapter)
         if adapter is None:
-            log.error(
-                "endpoint %s names the adapter %r, which is not installed", label, endpoint.adapter
-            )
-            return _error(500, "adapter_missing"), label, "rejected", "adapter_missing"
+            self._fault(label, f"the adapter {endpoint.adapter!r} is not installed")
+            return self._unavailable("adapter_missing"), label, "rejected", "adapter_missing"
         headers = Headers.from_raw(scope["headers"])
-        limit = adapter.max_body or settings.max_body
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or len(length) > 15):
             return _error(400, "bad_content_length"), label, "rejected", "bad_content_length"
@@ -149,47 +166,99 @@ class Receiver:
             endpoint=endpoint,
             chunks=request.stream,
             secret=lambda: _secret(endpoint.secret_ref),
-            max_body=limit,
+            max_body=adapter.max_body or settings.max_body,
             tolerance=settings.tolerance,
             reader=self.reader.run,
+            max_form=settings.max_form_body,
+            body_timeout=settings.body_timeout,
         )
         try:
-            if length is not None and int(length) > limit:
-                raise Rejection.too_large(f"the body is over {limit} bytes")
+            answer, outcome, reason = await self._receive(adapter, wreq)
+        finally:
+            scope[STATE_KEY]["body_complete"] = wreq.body_complete
+        return answer, label, outcome, reason
+
+    async def _receive(
+        self, adapter: Adapter, wreq: WebhookRequest
+    ) -> tuple[WebhookResponse, str, str]:
+        endpoint, label, settings = wreq.endpoint, wreq.endpoint.label, self.settings
+        try:
+            if wreq.content_length is not None and wreq.content_length > wreq.max_body:
+                raise Rejection.too_large(f"the body is over {wreq.max_body} bytes")
             delivery = await adapter.receive(wreq)
             key = endpoint.key_namespace + delivery.idempotency_key
+            scope = None
+            if delivery.nonce is not None:  # spent once per signing key (replay.py)
+                scope = await self.replay.scope(endpoint.id, wreq.secret_read)
             status = await self.writer.store(
-                endpoint.id, key, delivery, timeout=settings.commit_timeout
+                endpoint.id,
+                key,
+                delivery,
+                timeout=settings.commit_timeout,
+                nonce_scope=scope,
+                size=wreq.content_length,
             )
         except Rejection as rejection:
-            return adapter.refuse(wreq, rejection), label, "rejected", rejection.reason
+            return adapter.refuse(wreq, rejection), "rejected", rejection.reason
         except SecretUnavailable as exc:
-            log.error("endpoint %s: %s", label, exc.message)
-            return _error(500, "secret_unavailable"), label, "rejected", "secret_unavailable"
+            self._fault(label, exc.message)
+            return self._unavailable("secret_unavailable"), "rejected", "secret_unavailable"
+        except StoreUnavailable as exc:
+            self._fault(label, exc.message)
+            reason = "attachment_store_unavailable"
+            return self._unavailable(reason), "rejected", reason
         except Unavailable:  # logged once per outage by the writer
-            return self._unavailable(), label, "rejected", "database_unavailable"
+            return self._unavailable(), "rejected", "database_unavailable"
         except ClientDisconnect:
-            return _error(400, "client_disconnected"), label, "rejected", "client_disconnected"
+            return _error(400, "client_disconnected"), "rejected", "client_disconnected"
         except Exception:
             log.exception("endpoint %s: adapter %r failed", label, endpoint.adapter)
-            return _error(500, "adapter_error"), label, "rejected", "adapter_error"
+            return _error(500, "adapter_error"), "rejected", "adapter_error"
+        if self._faults.pop(label, None) is not None:
+            log.warning("endpoint %s: storing again", label)
         answer = adapter.respond(wreq, Outcome(status, endpoint, key))
-        return answer, label, ("accepted" if status == "stored" else "duplicate"), ""
+        return answer, ("accepted" if status == "stored" else "duplicate"), ""
 
-    def _unavailable(self) -> WebhookResponse:
-        return _error(
-            503, "database_unavailable", [("retry-after", str(self.settings.retry_after))]
-        )
+    def _fault(self, label: str, cause: str) -> None:
+        """Log a curable fault of an endpoint once, until it changes or is cured."""
+        if self._faults.get(label) != cause:
+            self._faults[label] = cause
+            log.error("endpoint %s: %s (answering 503 until it is fixed)", label, cause)
+
+    def _unavailable(self, reason: str = "database_unavailable") -> WebhookResponse:
+        return _error(503, reason, [("retry-after", str(self.settings.retry_after))])
 
     async def healthz(self, request: Request) -> Response:
+        """200 when the database answers, else 503 with ``Retry-After``; the JSON says
+        ``"attachment_store": "ok"`` or ``"unavailable"`` (then ``"status": "degraded"``:
+        email with files gets 503 until it is fixed, everything else is stored)."""
         try:
             await self.reader.run(ping, timeout=3.0)
         except Unavailable:
-            answer = _error(
-                503, "database_unavailable", [("retry-after", str(self.settings.retry_after))]
-            )
+            answer = self._unavailable()
             return Response(answer.body, 503, dict(answer.headers), answer.content_type)
-        return Response(b'{"status":"ok"}', 200, media_type="application/json")
+        store = await self._store_health()
+        doc = {
+            "status": "ok" if store == "ok" else "degraded",
+            "database": "ok",
+            "attachment_store": store,
+        }
+        return Response(json.dumps(doc).encode(), 200, media_type="application/json")
+
+    async def _store_health(self) -> str:
+        try:
+            if self._store_settings is None:  # read once, as the adapters do
+                self._store_settings = load_attachment_settings()
+            store = get_store(self._store_settings)
+            await asyncio.wait_for(asyncio.to_thread(store.check), STORE_CHECK_TIMEOUT)
+        except (StoreUnavailable, ConfigError, TimeoutError) as exc:
+            cause = str(exc) or f"no answer to the health check within {STORE_CHECK_TIMEOUT:g} s"
+            if self._faults.get("attachment store") != cause:
+                self._faults["attachment store"] = cause
+                log.error("attachment store: %s", cause)
+            return "unavailable"
+        self._faults.pop("attachment store", None)
+        return "ok"
 
     async def metrics(self, request: Request) -> Response:
         metrics.PENDING.set(self.writer.depth)

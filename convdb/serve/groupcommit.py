@@ -44,6 +44,8 @@ from .adapters import Delivery, Rejection
 from .deliveries import COUNT_DELIVERIES, PURGE_DELIVERIES
 from .pg import Unavailable, close_quietly, is_connection_error, open_connection, sqlstate
 from .rejection import queued_text
+from .replay import PURGE_NONCES, endpoint_scope, spent_elsewhere
+from .request import off_loop
 
 log = logging.getLogger("convdb.serve")
 
@@ -65,29 +67,6 @@ WITH ins AS (
 SELECT ins.idempotency_key FROM ins LEFT JOIN n ON true
 """
 
-# Nonces are consumed in the transaction that stores their events: a nonce
-# is used exactly when its event is stored. RETURNING lists the fresh ones.
-CLAIM_NONCES = """
-INSERT INTO webhook_nonces (endpoint_id, nonce, idempotency_key, expires_at)
-SELECT u.e, u.n, u.k, now() + make_interval(secs => u.ttl)
-  FROM unnest(%(endpoints)s::bigint[], %(nonces)s::text[], %(keys)s::text[],
-              %(ttls)s::float8[]) AS u(e, n, k, ttl)
-ON CONFLICT (endpoint_id, nonce) DO NOTHING
-RETURNING endpoint_id, nonce
-"""
-
-# Who used a nonce before: the same delivery again (a retry) or another one (a replay).
-NONCE_OWNERS = """
-SELECT endpoint_id, nonce, idempotency_key
-  FROM webhook_nonces
- WHERE (endpoint_id, nonce) IN (SELECT * FROM unnest(%(endpoints)s::bigint[], %(nonces)s::text[]))
-"""
-
-PURGE_NONCES = """
-DELETE FROM webhook_nonces
- WHERE ctid = ANY(ARRAY(SELECT ctid FROM webhook_nonces WHERE expires_at < now() LIMIT 10000))
-"""
-
 PURGE_INTERVAL = 60.0
 # SQLSTATE classes of a value the database will never accept: data
 # exceptions (22: a \u0000 in jsonb), integrity (23), program limits (54).
@@ -106,6 +85,7 @@ class Pending:
     nonce: str | None
     nonce_ttl: float
     done: Callable[[object], None]
+    scope: str = ""  # the nonce's scope (convdb.serve.replay)
 
 
 class GroupWriter:
@@ -148,11 +128,24 @@ class GroupWriter:
         """Rows queued or being written now."""
         return self._queue.qsize() + self._in_flight
 
-    async def store(self, endpoint_id: int, key: str, delivery: Delivery, *, timeout: float) -> str:
+    async def store(
+        self,
+        endpoint_id: int,
+        key: str,
+        delivery: Delivery,
+        *,
+        timeout: float,
+        nonce_scope: str | None = None,
+        size: int | None = 0,
+    ) -> str:
         """``"stored"`` or ``"duplicate"`` once committed; raises :class:`Unavailable`
         (database away, timeout, shutting down) or a :class:`Rejection` (the row was
-        refused by the database, or its nonce was used by another delivery)."""
-        payload = queued_text(delivery.event_type, delivery.payload, key)
+        refused by the database, or its nonce was used by another delivery in
+        ``nonce_scope``: :mod:`convdb.serve.replay`, default the endpoint's).
+
+        ``size`` is about how large the payload is (the request's body; None:
+        unknown): a large one is encoded and checked off the event loop."""
+        payload = await off_loop(size, queued_text, delivery.event_type, delivery.payload, key)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
@@ -168,6 +161,7 @@ class GroupWriter:
                 delivery.nonce,
                 float(delivery.nonce_ttl),
                 done,
+                nonce_scope or endpoint_scope(endpoint_id),
             )
         )
         try:
@@ -308,7 +302,7 @@ class GroupWriter:
         results: list[object] = [None] * len(group)
         with conn.cursor() as cur:
             if any(item.nonce for item in group):
-                for i in self._replays(cur, group, order):
+                for i in spent_elsewhere(cur, group, order):
                     results[i] = Rejection.unauthorized(
                         "replayed", "this request's nonce was already used"
                     )
@@ -345,40 +339,6 @@ class GroupWriter:
                     },
                 )
         return results
-
-    def _replays(self, cur, group: list[Pending], order: list[int]) -> list[int]:
-        """Claim the group's nonces; the rows whose nonce another delivery used."""
-        with_nonce = [i for i in order if group[i].nonce]
-        cur.execute(
-            CLAIM_NONCES,
-            {
-                "endpoints": Array([group[i].endpoint_id for i in with_nonce]),
-                "nonces": Array([group[i].nonce for i in with_nonce]),
-                "keys": Array([group[i].key for i in with_nonce]),
-                "ttls": Array([group[i].nonce_ttl for i in with_nonce]),
-            },
-        )
-        fresh = {tuple(row) for row in cur.fetchall()}
-        again = []
-        for i in with_nonce:
-            pair = (group[i].endpoint_id, group[i].nonce)
-            if pair in fresh:
-                fresh.discard(pair)  # a second row with this nonce is checked below
-            else:
-                again.append(i)
-        if not again:
-            return []
-        cur.execute(
-            NONCE_OWNERS,
-            {
-                "endpoints": Array([group[i].endpoint_id for i in again]),
-                "nonces": Array([group[i].nonce for i in again]),
-            },
-        )
-        owners = {(row[0], row[1]): row[2] for row in cur.fetchall()}
-        return [
-            i for i in again if owners.get((group[i].endpoint_id, group[i].nonce)) != group[i].key
-        ]
 
     def _purge_expired(self) -> None:
         self._last_purge = time.monotonic()

@@ -6,6 +6,7 @@ adapter never sees the web framework. See :mod:`convdb.serve.adapters`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -21,6 +22,19 @@ from .rejection import Rejection
 MAX_JSON_DEPTH = 64
 #: Most fields :meth:`WebhookRequest.form` accepts.
 MAX_FORM_FIELDS = 1000
+#: Bodies above this many bytes are parsed off the event loop (:func:`off_loop`): a
+#: form this size takes about a millisecond to decode, JSON less.
+OFF_LOOP_ABOVE = 16 * 1024
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+async def off_loop(size: int | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, on a worker thread when ``size`` (the bytes it works on; None:
+    unknown) is over :data:`OFF_LOOP_ABOVE`, so parsing a large body never stalls the
+    other requests; small ones stay on the loop (a thread hop costs more than they do)."""
+    if size is not None and size <= OFF_LOOP_ABOVE:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 class Headers(Mapping[str, str]):
@@ -110,11 +124,16 @@ class WebhookRequest:
     or from ``X-Forwarded-*`` sent by a trusted proxy, or from ``Host``);
     ``client`` (the sender's address, through a trusted proxy); ``endpoint``
     (:class:`Endpoint`); ``content_type`` (the media type, lowercased) and
-    ``content_params`` (its parameters); ``max_body`` (the byte limit);
-    ``tolerance`` (seconds a signed timestamp may be away from now).
+    ``content_params`` (its parameters); ``max_body`` (the byte limit: the
+    smaller of the adapter's and ``max_form`` for a form-encoded body);
+    ``tolerance`` (seconds a signed timestamp may be away from now);
+    ``secret_read`` (the secret :meth:`secret` read for this request, else
+    None: the receiver keys the request's nonce by it, :mod:`convdb.serve.replay`).
 
     The body is read once, either whole with :meth:`body` or in chunks with
-    :meth:`stream`; both stop with a 413 :class:`Rejection` past ``max_body``.
+    :meth:`stream`; both stop with a 413 :class:`Rejection` past ``max_body``,
+    and with a 408 when the whole body has not arrived ``body_timeout``
+    seconds after the request began (a slow client cannot hold a request open).
     """
 
     def __init__(
@@ -133,6 +152,8 @@ class WebhookRequest:
         max_body: int,
         tolerance: float,
         reader: Callable[..., Any] | None = None,
+        max_form: int | None = None,
+        body_timeout: float | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -142,9 +163,15 @@ class WebhookRequest:
         self.url = url
         self.client = client
         self.endpoint = endpoint
-        self.max_body = max_body
         self.tolerance = tolerance
         self.content_type, self.content_params = parse_content_type(headers.get("content-type", ""))
+        if max_form is not None and self.content_type == FORM_TYPE:
+            max_body = min(max_body, max_form)
+        self.max_body = max_body
+        self.secret_read: str | None = None
+        self.body_complete = False
+        self._deadline = None if body_timeout is None else time.monotonic() + body_timeout
+        self._body_timeout = body_timeout
         self._chunks = chunks
         self._secret = secret
         self._reader = reader
@@ -161,12 +188,16 @@ class WebhookRequest:
         return time.time()
 
     def secret(self) -> str:
-        """The endpoint's secret, read from its reference now (never cached).
+        """The endpoint's secret, read from its reference (once per request, never
+        cached across requests: a rotated secret needs no restart).
 
         Raises :class:`convdb.serve.secrets.SecretUnavailable` (the receiver
-        answers 500 and logs which reference failed, never a value).
+        answers 503 with ``Retry-After`` and logs which reference failed, never
+        a value).
         """
-        return self._secret()
+        if self.secret_read is None:
+            self.secret_read = self._secret()
+        return self.secret_read
 
     async def read(self, fn: Callable[[Any], Any], *, timeout: float = 5.0) -> Any:
         """``fn(connection)`` run on the receiver's reading connection (a psycopg2
@@ -180,17 +211,34 @@ class WebhookRequest:
         return await self._reader(fn, timeout=timeout)
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """The body in chunks as they arrive; a 413 :class:`Rejection` past ``max_body``."""
+        """The body in chunks as they arrive; a 413 :class:`Rejection` past ``max_body``,
+        a 408 past the body timeout."""
         if self._consumed:
             raise RuntimeError("the request body was already read")
         self._consumed = True
         seen = 0
-        async for chunk in self._chunks():
+        chunks = self._chunks().__aiter__()
+        while True:
+            try:
+                if self._deadline is None:
+                    chunk = await anext(chunks)
+                else:
+                    async with asyncio.timeout_at(_loop_deadline(self._deadline)):
+                        chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise Rejection.malformed(
+                    "body_timeout",
+                    f"the body did not arrive within {self._body_timeout:g} s",
+                    status=408,
+                ) from None
             seen += len(chunk)
             if seen > self.max_body:
                 raise Rejection.too_large(f"the body is over {self.max_body} bytes")
             if chunk:
                 yield chunk
+        self.body_complete = True
 
     async def body(self) -> bytes:
         """The whole body (read once, then cached)."""
@@ -253,7 +301,7 @@ class WebhookRequest:
             return None
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, binascii.Error):  # not base64 (or not ASCII), not UTF-8
             return None
         user, sep, password = decoded.partition(":")
         return (user, password) if sep else None
@@ -289,16 +337,25 @@ def json_depth(doc: Any) -> int:
     return deepest
 
 
+def _loop_deadline(monotonic_deadline: float) -> float:
+    """A :func:`time.monotonic` deadline on the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
 __all__ = [
+    "FORM_TYPE",
     "MAX_FORM_FIELDS",
     "MAX_JSON_DEPTH",
+    "OFF_LOOP_ABOVE",
     "Endpoint",
     "Headers",
     "WebhookRequest",
     "json_depth",
+    "off_loop",
     "parse_content_type",
 ]

@@ -104,7 +104,7 @@ def run(
         raise ConfigError(f"--workers must be between 1 and 64, not {workers}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, not {port}")
-    load_serve_settings()  # a bad variable stops here, not in every worker
+    settings = load_serve_settings()  # a bad variable stops here, not in every worker
     adapters = load()
     url = url or resolve_url()
     check_database(url)
@@ -124,6 +124,8 @@ def run(
         proxy_headers=False,  # the receiver reads X-Forwarded-* itself, from trusted proxies
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # connections past this get 503: slow clients cannot exhaust the process
+        limit_concurrency=settings.max_connections,
     )
     # uvicorn re-raises the signal that stopped it once it has shut down;
     # a SIGTERM handler of our own turns that into a normal return (exit 0).

@@ -16,6 +16,19 @@ variable                        default      meaning
 ``CONVDB_TRUSTED_PROXIES``      (unset)      addresses or networks (comma-separated)
                                              whose ``X-Forwarded-*`` headers are believed
 =============================== ============ ==========================================
+
+Bounds on slow or large requests:
+
+================================ =========== ==========================================
+variable                         default     meaning
+================================ =========== ==========================================
+``CONVDB_SERVE_MAX_FORM_BODY``   ``4194304`` largest form-encoded body in bytes (413
+                                             above), whatever the adapter's limit
+``CONVDB_SERVE_BODY_TIMEOUT``    ``60``      seconds a whole body may take to arrive
+                                             (408 after)
+``CONVDB_SERVE_MAX_CONNECTIONS`` ``1000``    most open connections per process (503
+                                             above; uvicorn's ``limit_concurrency``)
+================================ =========== ==========================================
 """
 
 from __future__ import annotations
@@ -40,6 +53,9 @@ class ServeSettings:
     refresh: float = 5.0
     public_url: str | None = None
     trusted_proxies: tuple[Network, ...] = ()
+    max_form_body: int = 4 * 1024 * 1024
+    body_timeout: float = 60.0
+    max_connections: int = 1000
 
     def trusts(self, address: str | None) -> bool:
         """Is ``address`` one of the configured proxies?"""
@@ -65,6 +81,9 @@ def load_serve_settings(env_file: Path | None = None) -> ServeSettings:
         refresh=settings.serve_refresh,
         public_url=settings.public_url,
         trusted_proxies=settings.trusted_proxies or (),
+        max_form_body=settings.serve_max_form_body,
+        body_timeout=settings.serve_body_timeout,
+        max_connections=settings.serve_max_connections,
     )
 
 

@@ -39,6 +39,7 @@ def _db_type(field: peewee.Field) -> str:
         "TIMESTAMPTZ": "timestamp with time zone",
         "JSONB": "jsonb",
         "BOOL": "boolean",
+        "BLOB": "bytea",
     }[ddl]
 
 

@@ -87,14 +87,17 @@ def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
 
 
 def email_date(value: str | None, fallback: float) -> str:
-    """A ``Date`` header as ISO 8601 (UTC); ``fallback`` (Unix seconds) when absent or bad."""
+    """A ``Date`` header as ISO 8601 (UTC); ``fallback`` (Unix seconds: the receipt time)
+    when absent, bad, or outside the years 1970-9999 once in UTC (31 Dec 9999 with a
+    negative offset is in year 10000)."""
     if value:
         try:
             parsed = email.utils.parsedate_to_datetime(value.strip())
+            utc = parsed.astimezone(dt.UTC) if parsed.tzinfo is not None else None
         except (TypeError, ValueError, IndexError, OverflowError):
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None and 1970 <= parsed.year <= 9999:
-            return parsed.astimezone(dt.UTC).isoformat()
+            utc = None
+        if utc is not None and 1970 <= utc.year <= 9999:
+            return utc.isoformat()
     return iso(fallback)
 
 
@@ -176,7 +179,7 @@ class EmailAdapter(Adapter):
         self.max_body = self.settings.max_message
 
     def staging(self) -> Staging:
-        return Staging(get_store(self.settings))
+        return Staging(lambda: get_store(self.settings))
 
 
 def key_or_digest(value: str | None, fallback: str) -> str:

@@ -12,24 +12,34 @@ Limits: fields of at most ``max_field`` bytes, at most ``max_parts`` parts,
 each attachment within the store's limit (413), the body within the
 request's (413). A body that is not well-formed multipart is a malformed
 :class:`~convdb.serve.adapters.Rejection`.
+
+When the store cannot be written (:class:`~convdb.attachments.StoreUnavailable`),
+the rest of the body is still read, its files discarded, and the error
+raised at the end; with ``store_errors="keep"`` it is kept in
+:attr:`Form.store_error` instead, for an adapter whose signature comes
+inside the form (Mailgun): a forged request then gets its 401, an authentic
+one the 503 (:meth:`Form.check_store`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import email.message
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ...attachments import AttachmentTooLarge, AttachmentWriter, Staging
+from ...attachments import AttachmentTooLarge, AttachmentWriter, Staging, StoreUnavailable
 from ..adapters import Rejection, WebhookRequest, parse_content_type
+from ..request import OFF_LOOP_ABOVE
 
 MAX_FIELD = 8 * 1024 * 1024
 MAX_PARTS = 500
-#: Bodies above this size (or of unknown size) are parsed off the event loop.
-THREADED_ABOVE = 256 * 1024
+#: Codecs Python accepts as text encodings that are not charsets a sender means
+#: (they transform text, or refuse the "replace" error handler).
+NOT_CHARSETS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"})
 
 
 @dataclass
@@ -41,6 +51,12 @@ class Form:
     fields: dict[str, bytes] = field(default_factory=dict)
     charsets: dict[str, str] = field(default_factory=dict)
     files: list[tuple[str, AttachmentWriter]] = field(default_factory=list)
+    store_error: StoreUnavailable | None = None
+
+    def check_store(self) -> None:
+        """Raise the :class:`StoreUnavailable` met while the files were read, if any."""
+        if self.store_error is not None:
+            raise self.store_error
 
     def text(self, name: str, charset: str | None = None) -> str | None:
         """Field ``name`` decoded (``charset``, else the part's, else UTF-8); None when absent.
@@ -54,14 +70,15 @@ class Form:
 
 
 def decode(raw: bytes, charset: str | None) -> str:
-    """``raw`` in ``charset`` (an unknown charset reads as UTF-8); invalid bytes replaced."""
-    import codecs
-
+    """``raw`` in ``charset``; invalid bytes replaced. A charset that is unknown, or not
+    a text encoding (``base64``, ``rot13``, ``zlib``, ``hex``; ``idna``), reads as UTF-8."""
     try:
-        codec = codecs.lookup(charset or "utf-8").name
-    except (LookupError, TypeError, ValueError):
-        codec = "utf-8"
-    return raw.decode(codec, "replace")
+        info = codecs.lookup(charset or "utf-8")
+        if not info._is_text_encoding or info.name in NOT_CHARSETS:
+            info = codecs.lookup("utf-8")
+        return raw.decode(info.name, "replace")
+    except (LookupError, TypeError, ValueError):  # UnicodeError is a ValueError
+        return raw.decode("utf-8", "replace")
 
 
 class _Parts:
@@ -80,6 +97,7 @@ class _Parts:
         self._field: str | None = None
         self._buffer: bytearray | None = None
         self._writer: AttachmentWriter | None = None
+        self._discarding = False  # a file part whose bytes the store could not take
 
     def callbacks(self) -> dict:
         return {
@@ -99,6 +117,7 @@ class _Parts:
             raise Rejection.malformed("bad_form", f"more than {self.max_parts} form parts")
         self._headers = []
         self._field, self._buffer, self._writer = None, None, None
+        self._discarding = False
 
     def header_end(self) -> None:
         self._headers.append((bytes(self._name_buf).lower(), bytes(self._value_buf)))
@@ -113,16 +132,32 @@ class _Parts:
         self._field = name[:200]
         media, params = parse_content_type(_header_text(headers.get(b"content-type", b"")))
         if filename is not None:
-            self._writer = self.staging.begin(media or None, filename)
+            if self.form.store_error is not None:
+                self._discarding = True
+                return
+            try:
+                self._writer = self.staging.begin(media or None, filename)
+            except StoreUnavailable as exc:
+                self._store_failed(exc)
+                return
             self.form.files.append((self._field, self._writer))
         else:
             self._buffer = bytearray()
             if params.get("charset"):
                 self.form.charsets.setdefault(self._field, params["charset"][:40])
 
+    def _store_failed(self, exc: Exception) -> None:
+        if not isinstance(exc, StoreUnavailable):
+            exc = StoreUnavailable(f"the attachment store cannot be written: {exc}")
+        self.form.store_error = self.form.store_error or exc
+        self._writer, self._discarding = None, True
+
     def part_data(self, data: bytes, start: int, end: int) -> None:
         if self._writer is not None:
-            self._writer.write(data[start:end])
+            try:
+                self._writer.write(data[start:end])
+            except (StoreUnavailable, OSError) as exc:
+                self._store_failed(exc)
         elif self._buffer is not None:
             if len(self._buffer) + end - start > self.max_field:
                 raise Rejection.too_large(
@@ -169,15 +204,20 @@ async def read_form(
     *,
     max_field: int = MAX_FIELD,
     max_parts: int = MAX_PARTS,
+    store_errors: str = "raise",
 ) -> Form:
-    """The request's ``multipart/form-data`` body, its files in ``staging`` (uncommitted)."""
+    """The request's ``multipart/form-data`` body, its files in ``staging`` (uncommitted).
+
+    ``store_errors``: ``"raise"`` (a :class:`StoreUnavailable` once the body is
+    read) or ``"keep"`` (in :attr:`Form.store_error`; call :meth:`Form.check_store`
+    once the request is authenticated)."""
     boundary = request.content_params.get("boundary", "")
     if request.content_type != "multipart/form-data" or not 1 <= len(boundary) <= 200:
         raise Rejection.malformed("bad_form", "expected multipart/form-data with a boundary")
     parts = _Parts(staging, max_field, max_parts)
     parser = MultipartParser(boundary.encode("latin-1"), parts.callbacks())
     length = request.content_length
-    threaded = length is None or length > THREADED_ABOVE
+    threaded = length is None or length > OFF_LOOP_ABOVE
     try:
         async for chunk in request.stream():
             if threaded:
@@ -191,6 +231,8 @@ async def read_form(
         raise Rejection.malformed("bad_form", f"the multipart body is malformed ({exc})") from None
     if not parts.ended:
         raise Rejection.malformed("bad_form", "the multipart body ends before its last boundary")
+    if store_errors != "keep":
+        parts.form.check_store()
     return parts.form
 
 

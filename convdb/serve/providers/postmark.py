@@ -13,17 +13,18 @@ Postmark retries anything but 200 for a while and stops at once on 403, so a
 body that can never be accepted (malformed) is answered 403; bad
 credentials get 401, so fixing the secret lets the retries through. Each
 attachment is decoded into the attachment store, in slices, and the event
-refers to it by its content URL.
+refers to it by its content URL. Parsing a large body, and decoding its
+attachments, runs off the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 
 from ...attachments import AttachmentTooLarge, Staging
 from ..adapters import Delivery, Rejection, WebhookRequest
+from ..request import off_loop
 from .common import (
     EmailAdapter,
     addresses,
@@ -39,8 +40,6 @@ from .common import (
 
 MAX_ATTACHMENTS = 100
 SLICE = 4 * 256 * 1024  # base64 characters decoded at a time (a multiple of 4)
-#: Bodies above this size are parsed off the event loop.
-THREADED_ABOVE = 256 * 1024
 
 
 def _address(value) -> str | None:
@@ -70,10 +69,12 @@ class Postmark(EmailAdapter):
     async def receive(self, request: WebhookRequest) -> Delivery:
         check_basic_auth(request)
         body = await request.body()
-        if len(body) > THREADED_ABOVE:
-            doc = await asyncio.to_thread(request.json, body)
-        else:
-            doc = request.json(body)
+        doc = await off_loop(len(body), request.json, body)
+        # writing files never happens on the event loop, whatever their size
+        files = isinstance(doc, dict) and bool(doc.get("Attachments"))
+        return await off_loop(None if files else len(body), self._delivery, request, doc)
+
+    def _delivery(self, request: WebhookRequest, doc) -> Delivery:
         if not isinstance(doc, dict):
             raise Rejection.malformed("bad_body", "the body must be a JSON object")
         message_id = doc.get("MessageID")
@@ -99,7 +100,7 @@ class Postmark(EmailAdapter):
         if not to:
             raise Rejection.malformed("bad_body", "no recipient address")
         with self.staging() as staging:
-            files = await asyncio.to_thread(self._attachments, doc.get("Attachments"), staging)
+            files = self._attachments(doc.get("Attachments"), staging)
             payload = canonical(
                 request,
                 message_id=message_id,

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...dedup import dedup_hash, normalize_phone
 from ..adapters import Adapter, Delivery, Rejection, WebhookRequest, WebhookResponse, check_key
+from ..request import FORM_TYPE, off_loop
 from .common import canonical, clean_text, iso
 
 MAX_MEDIA = 50
@@ -112,6 +113,20 @@ def _media_url(value: str | None, n: int) -> str:
     return value
 
 
+def _verified(
+    request: WebhookRequest, body: bytes, token: str, given: str, algorithm: str
+) -> list[tuple[str, str]]:
+    """The parameters of ``body`` if ``given`` signs them for the request's URL; else a 401."""
+    params = request.form(body)
+    given_bytes = given.strip().encode("latin-1")
+    if not any(
+        hmac.compare_digest(signature(token, url, params, algorithm).encode(), given_bytes)
+        for url in url_variants(request.url)
+    ):
+        raise Rejection.unauthorized("bad_signature", "X-Twilio-Signature does not match")
+    return params
+
+
 class Twilio(Adapter):
     """Twilio Messaging (form-encoded SMS/MMS), ``X-Twilio-Signature``."""
 
@@ -126,16 +141,12 @@ class Twilio(Adapter):
         if not given:
             raise Rejection.unauthorized("missing_signature", "X-Twilio-Signature is missing")
         algorithm = algorithm_of(request.headers.get("x-twilio-webhooks-signature-settings"))
-        if request.content_type != "application/x-www-form-urlencoded":
+        if request.content_type != FORM_TYPE:
             raise Rejection.malformed("bad_form", "expected application/x-www-form-urlencoded")
-        params = request.form(await request.body())
         token = request.secret()
-        given_bytes = given.strip().encode("latin-1")
-        if not any(
-            hmac.compare_digest(signature(token, url, params, algorithm).encode(), given_bytes)
-            for url in url_variants(request.url)
-        ):
-            raise Rejection.unauthorized("bad_signature", "X-Twilio-Signature does not match")
+        body = await request.body()
+        # every parameter is signed: the form is parsed first (off the loop when large)
+        params = await off_loop(len(body), _verified, request, body, token, given, algorithm)
         fields: dict[str, str] = {}
         for name, value in params:
             fields.setdefault(name, value)
