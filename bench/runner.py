@@ -24,7 +24,7 @@ import psycopg2
 
 from convdb import migrate as migrate_lib
 
-from . import loader, provider_figures, reads, serve_figures, worker_figures
+from . import loader, provider_figures, reads, search_bench, serve_figures, worker_figures
 from .console_figures import console_figures
 from .loader import Scale
 from .report import Figure, Run, page_rows, say, table, write
@@ -52,6 +52,11 @@ class Sizes:
     serve_seconds: float = 10.0  # each 64-connection load
     serve_rss_seconds: float = 60.0  # the sustained load of the memory figure
     smoke_serve: bool = False  # the Python load generator even where wrk is installed
+    # search (bench/search_bench.py): dataset, searches per figure, drain events
+    search_messages: int = 1_000_000
+    search_customers: int = 1_000
+    search_queries: int = 200
+    search_drain: int = 20_000
 
 
 FULL = Sizes(
@@ -88,6 +93,10 @@ SMOKE = Sizes(
     serve_seconds=2.0,
     serve_rss_seconds=3.0,
     smoke_serve=True,
+    search_messages=3_000,
+    search_customers=20,
+    search_queries=10,
+    search_drain=200,
 )
 
 
@@ -204,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument(
         "--only",
-        choices=["serve", "providers", "console"],
+        choices=["serve", "providers", "console", "search"],
         help="run only these figures (the webhook receiver's, its provider adapters', "
-        "or the operator console's pages)",
+        "the operator console's pages, or search's)",
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -233,6 +242,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if args.only in (None, "console"):
             figures += console_figures(server, template, sizes, notes)
+        if args.only in (None, "search"):
+            figures += search_bench.search_figures(
+                server,
+                template,
+                search_bench.dataset.Shape(sizes.search_messages, sizes.search_customers),
+                sizes.search_queries,
+                sizes.search_drain,
+                sizes.runs,
+                notes,
+            )
     finally:
         if not args.keep:
             server.drop_all()
