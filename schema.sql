@@ -7,6 +7,10 @@
 
 -- ALTER DATABASE <this database> SET TimeZone=UTC
 
+-- Extensions
+
+CREATE EXTENSION btree_gin;
+
 -- Collations
 
 -- COLLATION convdb_unicode_v1 (deterministic; provider and locale depend on the server version, chosen by the migration that creates it)
@@ -586,6 +590,262 @@ CREATE OR REPLACE FUNCTION public.convdb_phone_trunk_prefixes_v1()
  IMMUTABLE PARALLEL SAFE
 RETURN '{"1": "1", "7": "8", "20": "0", "27": "0", "30": "", "31": "0", "32": "0", "33": "0", "34": "", "36": "06", "39": "", "40": "0", "41": "0", "43": "0", "44": "0|180020", "45": "", "46": "0", "47": "", "48": "", "49": "0", "51": "0", "52": "", "53": "0", "54": "0?(?:(11|2(?:2(?:02?|[13]|2[13-79]|4[1-6]|5[2457]|6[124-8]|7[1-4]|8[13-6]|9[1267])|3(?:02?|1[467]|2[03-6]|3[13-8]|[49][2-6]|5[2-8]|[67])|4(?:7[3-578]|9)|6(?:[0136]|2[24-6]|4[6-8]?|5[15-8])|80|9(?:0[1-3]|[19]|2[0-9]|3[1-6]|4[02568]?|5[2-4]|6[2-46]|72?|8[23]?))|3(?:3(?:2[79]|6|8[2578])|4(?:0[0-24-9]|[12]|3[5-8]?|4[24-7]|5[4-68]?|6[02-9]|7[126]|8[2379]?|9[1-36-8])|5(?:1|2[1245]|3[237]?|4[1-46-9]|6[2-4]|7[1-6]|8[2-5]?)|6[24]|7(?:[069]|1[1568]|2[15]|3[145]|4[13]|5[14-8]|7[2-57]|8[126])|8(?:[01]|2[15-7]|3[2578]?|4[13-6]|5[4-8]?|6[1-357-9]|7[36-8]?|8[5-8]?|9[124])))15)?", "55": "(?:0|90)(?:(1[245]|2[1-35]|31|4[13]|[56]5|99)([0-9]{10,11}))?", "56": "", "57": "0([3579]|4(?:[14]4|56))?", "58": "0", "60": "0", "61": "(183[12])|0", "62": "0", "63": "0", "64": "0", "65": "", "66": "0", "81": "(000[2569][0-9]{4,6})$|(?:(?:003768)0?)|0", "82": "0(8(?:[1-46-8]|5[0-9][0-9]))?", "84": "0", "86": "(1(?:[12][0-9]|79)[0-9][0-9])|0", "90": "0", "91": "0", "92": "0", "93": "0", "94": "0", "95": "0", "98": "0", "211": "0", "212": "0", "213": "0", "216": "", "218": "0", "220": "", "221": "", "222": "", "223": "", "224": "", "225": "", "226": "", "227": "", "228": "", "229": "", "230": "", "231": "0", "232": "0", "233": "0", "234": "0", "235": "", "236": "", "237": "", "238": "", "239": "", "240": "", "241": "0(11[0-9]{6}|60[0-9]{6}|61[0-9]{6}|6[256][0-9]{6}|7[467][0-9]{6})", "242": "", "243": "0", "244": "", "245": "", "246": "", "247": "", "248": "", "249": "0", "250": "0", "251": "0", "252": "0", "253": "", "254": "0", "255": "0", "256": "0", "257": "", "258": "", "260": "0", "261": "([24-9][0-9]{6})$|0", "262": "0", "263": "0", "264": "0", "265": "0", "266": "", "267": "", "268": "", "269": "", "290": "", "291": "0", "297": "", "298": "(10(?:01|[12]0|88))", "299": "", "350": "", "351": "", "352": "(15(?:0[06]|1[12]|[35]5|4[04]|6[26]|77|88|99)[0-9])", "353": "0", "354": "", "355": "0", "356": "", "357": "", "358": "0", "359": "0", "370": "[08]", "371": "", "372": "", "373": "0", "374": "0", "375": "0|80?", "376": "", "377": "0", "378": "([89][0-9]{5})$", "380": "0", "381": "0", "382": "0", "383": "0", "385": "0", "386": "0", "387": "0", "389": "0", "420": "", "421": "0", "423": "(1001)|0", "500": "", "501": "", "502": "", "503": "", "504": "", "505": "", "506": "(19(?:0[0-2468]|1[09]|20|66|77|99))", "507": "", "508": "0", "509": "", "590": "0", "591": "0(1[0-9])?", "592": "", "593": "0", "594": "0", "595": "0", "596": "0", "597": "", "598": "0", "599": "", "670": "", "672": "([0-258][0-9]{4})$", "673": "", "674": "", "675": "", "676": "", "677": "", "678": "", "679": "", "680": "", "681": "", "682": "", "683": "", "685": "", "686": "0", "687": "", "688": "", "689": "", "690": "", "691": "", "692": "1", "800": "", "808": "", "850": "0", "852": "", "853": "", "855": "0", "856": "0", "870": "", "878": "", "880": "0", "881": "", "882": "", "883": "", "886": "0", "888": "", "960": "", "961": "0", "962": "0", "963": "0", "964": "0", "965": "", "966": "0", "967": "0", "968": "", "970": "0", "971": "0", "972": "0", "973": "", "974": "", "975": "", "976": "0", "977": "0", "979": "", "992": "", "993": "8", "994": "0", "995": "0", "996": "0", "998": ""}'::jsonb;
 
+CREATE OR REPLACE FUNCTION public.convdb_search_address_v1(email text, phone text)
+ RETURNS text[]
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN (email IS NOT NULL) THEN (SELECT (ARRAY[convdb_search_fold_v1(convdb_search_address_v1.email), convdb_search_fold_v1("substring"(convdb_search_address_v1.email, '^(.*)@'::text))] || ARRAY(SELECT array_to_string(d.labels[i.i:], '.'::text) AS array_to_string FROM generate_subscripts(d.labels, 1) i(i) WHERE (i.i < cardinality(d.labels)))) FROM (SELECT string_to_array(convdb_search_fold_v1("substring"(convdb_search_address_v1.email, '@([^@]*)$'::text)), '.'::text) AS labels) d) WHEN (phone IS NOT NULL) THEN ARRAY[('#'::text || reverse(regexp_replace(phone, '[^0-9]'::text, ''::text, 'g'::text)))] ELSE NULL::text[] END;
+
+CREATE OR REPLACE FUNCTION public.convdb_search_body_changed_v1()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+BEGIN
+    IF TG_TABLE_NAME = 'email_bodies' THEN
+        PERFORM 1 FROM email_bodies WHERE id = NEW.id FOR UPDATE;
+        PERFORM convdb_search_index_v1(
+            ARRAY(SELECT id FROM messages WHERE email_body_id = NEW.id), true);
+    ELSE
+        PERFORM 1 FROM xms_bodies WHERE id = NEW.id FOR UPDATE;
+        PERFORM convdb_search_index_v1(
+            ARRAY(SELECT id FROM messages WHERE xms_body_id = NEW.id), true);
+    END IF;
+    RETURN NULL;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.convdb_search_body_v1(body text)
+ RETURNS tsvector
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN COALESCE((to_tsvector('convdb_search_v1'::regconfig, convdb_search_fold_v1("left"(body, 100000))) || CASE WHEN (body ~ '[0-9](?:[ .()-]{0,3}[0-9]){6}'::text) THEN convdb_search_phones_v1(convdb_search_fold_v1("left"(body, 100000))) ELSE ''::tsvector END), ''::tsvector);
+
+CREATE OR REPLACE FUNCTION public.convdb_search_conversation_docs_v1(ids bigint[])
+ RETURNS TABLE(conversation_id bigint, customer_id bigint, document tsvector)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+BEGIN ATOMIC
+ WITH wanted AS (
+          SELECT DISTINCT u_1.id
+            FROM unnest(convdb_search_conversation_docs_v1.ids) u_1(id)
+         ), people AS (
+          SELECT DISTINCT cp.conversation_id,
+             cp.contact_id
+            FROM (wanted w_1
+              JOIN conversation_participants cp ON ((cp.conversation_id = w_1.id)))
+         ), addresses AS (
+          SELECT p.conversation_id,
+             ea.lowered AS email,
+             pn.e164 AS phone
+            FROM (((people p
+              JOIN contact_addresses ca ON ((ca.contact_id = p.contact_id)))
+              LEFT JOIN email_addresses ea ON ((ea.id = ca.email_address_id)))
+              LEFT JOIN phone_numbers pn ON ((pn.id = ca.phone_number_id)))
+         ), words AS (
+          SELECT x.conversation_id,
+             string_agg(x.words, ' ; '::text) AS words
+            FROM ( SELECT p.conversation_id,
+                     ct.display_name AS words
+                    FROM (people p
+                      JOIN contacts ct ON ((ct.id = p.contact_id)))
+                   WHERE (ct.display_name IS NOT NULL)
+                 UNION ALL
+                  SELECT a.conversation_id,
+                     translate("substring"(a.email, '^(.*)@'::text), '._+-'::text, '    '::text) AS translate
+                    FROM addresses a
+                   WHERE (a.email IS NOT NULL)) x
+           GROUP BY x.conversation_id
+         ), lexemes AS (
+          SELECT a.conversation_id,
+             array_agg(DISTINCT l_1.lexeme) AS lexemes
+            FROM addresses a,
+             LATERAL unnest(convdb_search_address_v1(a.email, a.phone)) l_1(lexeme)
+           WHERE (l_1.lexeme <> ''::text)
+           GROUP BY a.conversation_id
+         )
+  SELECT c.id,
+     c.customer_id,
+     ((convdb_search_body_v1(c.topic) || COALESCE(to_tsvector('convdb_search_v1'::regconfig, convdb_search_fold_v1(w.words)), ''::tsvector)) || COALESCE(array_to_tsvector(l.lexemes), ''::tsvector))
+    FROM (((wanted u
+      JOIN conversations c ON ((c.id = u.id)))
+      LEFT JOIN words w ON ((w.conversation_id = c.id)))
+      LEFT JOIN lexemes l ON ((l.conversation_id = c.id)));
+END;
+
+CREATE OR REPLACE FUNCTION public.convdb_search_fold_v1(value text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN (octet_length(value) = length(value)) THEN lower((value COLLATE "C")) ELSE (NORMALIZE(regexp_replace(NORMALIZE(translate(replace(replace(replace(replace(lower((value COLLATE convdb_unicode_v1)), 'ß'::text, 'ss'::text), 'æ'::text, 'ae'::text), 'œ'::text, 'oe'::text), 'þ'::text, 'th'::text), 'øđłħŧıð'::text, 'odlhtid'::text), NFKD), '[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]'::text, ''::text, 'g'::text), NFC) COLLATE "C") END;
+
+CREATE OR REPLACE FUNCTION public.convdb_search_index_v1(ids bigint[], replace boolean)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+BEGIN
+    INSERT INTO convdb_search_conversations (conversation_id, customer_id, document)
+    SELECT * FROM convdb_search_conversation_docs_v1(ARRAY(
+        SELECT DISTINCT m.conversation_id
+          FROM unnest(ids) AS u(id) JOIN messages m ON m.id = u.id
+         WHERE NOT EXISTS (SELECT 1 FROM convdb_search_conversations s
+                            WHERE s.conversation_id = m.conversation_id)))
+        ON CONFLICT (conversation_id) DO NOTHING;
+    INSERT INTO convdb_search_messages AS s (message_id, customer_id, sent_at, document)
+    SELECT m.id, c.customer_id, m.sent_at,
+           convdb_search_body_v1(coalesce(eb.raw, xb.raw)) || c.document
+      FROM unnest(ids) AS u(id)
+      JOIN messages m ON m.id = u.id
+      JOIN convdb_search_conversations c ON c.conversation_id = m.conversation_id
+      LEFT JOIN email_bodies eb ON eb.id = m.email_body_id
+      LEFT JOIN xms_bodies xb ON xb.id = m.xms_body_id
+     ORDER BY m.id
+        ON CONFLICT (message_id) DO UPDATE
+       SET customer_id = EXCLUDED.customer_id, sent_at = EXCLUDED.sent_at,
+           document = EXCLUDED.document
+     WHERE replace
+       AND (s.customer_id, s.sent_at, s.document)
+           IS DISTINCT FROM (EXCLUDED.customer_id, EXCLUDED.sent_at, EXCLUDED.document);
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.convdb_search_messages_changed_v1()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM convdb_search_index_v1(ARRAY(SELECT id FROM new_rows), false);
+    ELSIF TG_OP = 'DELETE' THEN
+        DELETE FROM convdb_search_messages s USING old_rows o WHERE s.message_id = o.id;
+    ELSIF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE convdb_search_messages;
+    ELSE
+        PERFORM convdb_search_index_v1(ARRAY[NEW.id], true);
+    END IF;
+    RETURN NULL;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.convdb_search_people_changed_v1()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+DECLARE
+    contact_ids bigint[];
+    ids bigint[];
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        ids := ARRAY(SELECT conversation_id FROM convdb_search_conversations);
+    ELSIF TG_TABLE_NAME = 'conversation_participants' THEN
+        IF TG_OP = 'INSERT' THEN
+            ids := ARRAY(SELECT DISTINCT conversation_id FROM new_rows ORDER BY 1);
+        ELSIF TG_OP = 'DELETE' THEN
+            ids := ARRAY(SELECT DISTINCT conversation_id FROM old_rows ORDER BY 1);
+        ELSE
+            ids := ARRAY(SELECT conversation_id FROM new_rows
+                         UNION SELECT conversation_id FROM old_rows ORDER BY 1);
+        END IF;
+    ELSIF TG_TABLE_NAME = 'conversations' THEN
+        ids := ARRAY[NEW.id];
+    ELSE
+        IF TG_TABLE_NAME = 'contacts' THEN
+            contact_ids := ARRAY(SELECT n.id FROM new_rows n JOIN old_rows o USING (id)
+                                  WHERE n.display_name IS DISTINCT FROM o.display_name);
+        ELSIF TG_TABLE_NAME = 'contact_addresses' THEN
+            IF TG_OP = 'INSERT' THEN
+                contact_ids := ARRAY(SELECT contact_id FROM new_rows);
+            ELSIF TG_OP = 'DELETE' THEN
+                contact_ids := ARRAY(SELECT contact_id FROM old_rows);
+            ELSE
+                contact_ids := ARRAY(SELECT contact_id FROM new_rows
+                                     UNION ALL SELECT contact_id FROM old_rows);
+            END IF;
+        ELSIF TG_TABLE_NAME = 'email_addresses' THEN
+            contact_ids := ARRAY(SELECT contact_id FROM contact_addresses
+                                  WHERE email_address_id = NEW.id);
+        ELSE
+            contact_ids := ARRAY(SELECT contact_id FROM contact_addresses
+                                  WHERE phone_number_id = NEW.id);
+        END IF;
+        IF cardinality(contact_ids) = 0 THEN
+            RETURN NULL;
+        END IF;
+        ids := ARRAY(SELECT DISTINCT p.conversation_id
+                       FROM unnest(contact_ids) AS u(id)
+                       JOIN conversation_participants p ON p.contact_id = u.id ORDER BY 1);
+    END IF;
+    PERFORM convdb_search_refresh_v1(ids);
+    RETURN NULL;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.convdb_search_phones_v1(folded text)
+ RETURNS tsvector
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE STRICT
+RETURN COALESCE((SELECT array_to_tsvector(array_agg(DISTINCT ('#'::text || reverse(d.digits)))) AS array_to_tsvector FROM regexp_matches(convdb_search_phones_v1.folded, '[0-9](?:[ .()-]{0,3}[0-9]){6,}'::text, 'g'::text) m(run), LATERAL (SELECT regexp_replace(m.run[1], '[^0-9]'::text, ''::text, 'g'::text) AS digits) d WHERE (length(d.digits) <= 15)), ''::tsvector);
+
+CREATE OR REPLACE PROCEDURE public.convdb_search_rebuild_v1(IN batch integer, IN replace boolean)
+ LANGUAGE plpgsql
+AS $procedure$
+DECLARE
+    done bigint := 0;
+    upto bigint;
+BEGIN
+    IF replace THEN
+        PERFORM convdb_search_refresh_v1(ARRAY(
+            SELECT conversation_id FROM convdb_search_conversations));
+        COMMIT;
+    END IF;
+    LOOP
+        SELECT max(b.id) INTO upto
+          FROM (SELECT id FROM messages WHERE id > done ORDER BY id LIMIT batch) b;
+        EXIT WHEN upto IS NULL;
+        PERFORM convdb_search_index_v1(
+            ARRAY(SELECT id FROM messages WHERE id > done AND id <= upto), replace);
+        done := upto;
+        COMMIT;
+    END LOOP;
+END
+$procedure$;
+
+CREATE OR REPLACE FUNCTION public.convdb_search_refresh_v1(ids bigint[])
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO '$user', 'public'
+AS $function$
+DECLARE
+    changed bigint[];
+BEGIN
+    IF ids IS NULL OR cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM 1 FROM unnest(ids) AS u(id) JOIN conversations c ON c.id = u.id
+     WHERE c.xmin <> xid(pg_current_xact_id())
+     ORDER BY c.id
+       FOR NO KEY UPDATE OF c;
+    WITH saved AS (
+        INSERT INTO convdb_search_conversations AS s (conversation_id, customer_id, document)
+        SELECT * FROM convdb_search_conversation_docs_v1(ids) ORDER BY 1
+            ON CONFLICT (conversation_id) DO UPDATE
+           SET customer_id = EXCLUDED.customer_id, document = EXCLUDED.document
+         WHERE (s.customer_id, s.document)
+               IS DISTINCT FROM (EXCLUDED.customer_id, EXCLUDED.document)
+        RETURNING s.conversation_id
+    )
+    SELECT array_agg(conversation_id) INTO changed FROM saved;
+    IF changed IS NOT NULL THEN
+        PERFORM convdb_search_index_v1(ARRAY(
+            SELECT m.id FROM unnest(changed) AS u(id)
+              JOIN messages m ON m.conversation_id = u.id), true);
+    END IF;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.convdb_set_updated_at_v1()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -656,6 +916,14 @@ CREATE INDEX contact_addresses_email_address_id_idx ON public.contact_addresses 
 
 CREATE INDEX contact_addresses_phone_number_id_idx ON public.contact_addresses USING btree (phone_number_id);
 
+CREATE TRIGGER contact_addresses_search_deleted AFTER DELETE ON contact_addresses REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
+CREATE TRIGGER contact_addresses_search_inserted AFTER INSERT ON contact_addresses REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
+CREATE TRIGGER contact_addresses_search_truncated AFTER TRUNCATE ON contact_addresses FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
+CREATE TRIGGER contact_addresses_search_updated AFTER UPDATE ON contact_addresses REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
 CREATE TABLE contacts (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
     customer_id bigint NOT NULL,
@@ -668,7 +936,29 @@ CREATE TABLE contacts (
 
 CREATE INDEX contacts_customer_id_idx ON public.contacts USING btree (customer_id);
 
+CREATE TRIGGER contacts_search_updated AFTER UPDATE ON contacts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
 CREATE TRIGGER contacts_set_updated_at BEFORE UPDATE ON contacts FOR EACH ROW EXECUTE FUNCTION convdb_set_updated_at_v1();
+
+CREATE TABLE convdb_search_conversations (
+    conversation_id bigint NOT NULL,
+    customer_id bigint NOT NULL,
+    document tsvector NOT NULL,
+    CONSTRAINT convdb_search_conversations_pkey PRIMARY KEY (conversation_id),
+    CONSTRAINT convdb_search_conversations_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES conversations(id) ON DELETE CASCADE
+);
+
+CREATE TABLE convdb_search_messages (
+    message_id bigint NOT NULL,
+    customer_id bigint NOT NULL,
+    sent_at timestamp with time zone NOT NULL,
+    document tsvector NOT NULL,
+    CONSTRAINT convdb_search_messages_pkey PRIMARY KEY (message_id)
+);
+
+CREATE INDEX convdb_search_messages_document_idx ON public.convdb_search_messages USING gin (customer_id, document);
+
+CREATE INDEX convdb_search_messages_recent_idx ON public.convdb_search_messages USING btree (customer_id, sent_at DESC, message_id DESC);
 
 CREATE TABLE conversation_participants (
     conversation_id bigint NOT NULL,
@@ -690,6 +980,14 @@ CREATE TRIGGER conversation_participants_count_truncated AFTER TRUNCATE ON conve
 
 CREATE TRIGGER conversation_participants_count_updated AFTER UPDATE ON conversation_participants REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_participants_changed_v4();
 
+CREATE TRIGGER conversation_participants_search_deleted AFTER DELETE ON conversation_participants REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
+CREATE TRIGGER conversation_participants_search_inserted AFTER INSERT ON conversation_participants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
+CREATE TRIGGER conversation_participants_search_truncated AFTER TRUNCATE ON conversation_participants FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
+CREATE TRIGGER conversation_participants_search_updated AFTER UPDATE ON conversation_participants REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_people_changed_v1();
+
 CREATE TABLE conversations (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
     customer_id bigint NOT NULL,
@@ -709,6 +1007,8 @@ CREATE TABLE conversations (
 WITH (autovacuum_analyze_scale_factor=0.05, autovacuum_vacuum_scale_factor=0.02, fillfactor=85);
 
 CREATE INDEX conversations_inbox_idx ON public.conversations USING btree (customer_id, last_message_at DESC NULLS LAST, id DESC) INCLUDE (message_count, participant_count);
+
+CREATE TRIGGER conversations_search_updated AFTER UPDATE OF topic, customer_id ON conversations FOR EACH ROW WHEN (old.topic IS DISTINCT FROM new.topic OR old.customer_id IS DISTINCT FROM new.customer_id) EXECUTE FUNCTION convdb_search_people_changed_v1();
 
 CREATE TRIGGER conversations_set_updated_at BEFORE UPDATE ON conversations FOR EACH ROW EXECUTE FUNCTION convdb_set_updated_at_v1();
 
@@ -735,6 +1035,8 @@ CREATE TABLE email_addresses (
 
 CREATE TRIGGER email_addresses_dedup_v2 BEFORE INSERT OR UPDATE ON email_addresses FOR EACH ROW EXECUTE FUNCTION convdb_dedup_email_addresses_v2();
 
+CREATE TRIGGER email_addresses_search_updated AFTER UPDATE OF raw, lowered ON email_addresses FOR EACH ROW WHEN (old.lowered IS DISTINCT FROM new.lowered) EXECUTE FUNCTION convdb_search_people_changed_v1();
+
 CREATE TABLE email_bodies (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
     raw text NOT NULL,
@@ -745,6 +1047,8 @@ CREATE TABLE email_bodies (
 );
 
 CREATE TRIGGER email_bodies_dedup_v2 BEFORE INSERT OR UPDATE ON email_bodies FOR EACH ROW EXECUTE FUNCTION convdb_dedup_email_bodies_v2();
+
+CREATE TRIGGER email_bodies_search_updated AFTER UPDATE OF raw ON email_bodies FOR EACH ROW WHEN (old.raw IS DISTINCT FROM new.raw) EXECUTE FUNCTION convdb_search_body_changed_v1();
 
 CREATE TABLE endpoint_mappings (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
@@ -851,6 +1155,14 @@ CREATE TRIGGER messages_count_truncated AFTER TRUNCATE ON messages FOR EACH STAT
 
 CREATE TRIGGER messages_count_updated AFTER UPDATE ON messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_messages_updated_v1();
 
+CREATE TRIGGER messages_search_deleted AFTER DELETE ON messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_messages_changed_v1();
+
+CREATE TRIGGER messages_search_inserted AFTER INSERT ON messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_messages_changed_v1();
+
+CREATE TRIGGER messages_search_truncated AFTER TRUNCATE ON messages FOR EACH STATEMENT EXECUTE FUNCTION convdb_search_messages_changed_v1();
+
+CREATE TRIGGER messages_search_updated AFTER UPDATE OF conversation_id, email_body_id, xms_body_id, sent_at ON messages FOR EACH ROW WHEN (old.conversation_id IS DISTINCT FROM new.conversation_id OR old.email_body_id IS DISTINCT FROM new.email_body_id OR old.xms_body_id IS DISTINCT FROM new.xms_body_id OR old.sent_at IS DISTINCT FROM new.sent_at) EXECUTE FUNCTION convdb_search_messages_changed_v1();
+
 CREATE TABLE phone_numbers (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
     raw text NOT NULL,
@@ -861,6 +1173,8 @@ CREATE TABLE phone_numbers (
 );
 
 CREATE TRIGGER phone_numbers_dedup_v2 BEFORE INSERT OR UPDATE ON phone_numbers FOR EACH ROW EXECUTE FUNCTION convdb_dedup_phone_numbers_v2();
+
+CREATE TRIGGER phone_numbers_search_updated AFTER UPDATE OF raw, e164 ON phone_numbers FOR EACH ROW WHEN (old.e164 IS DISTINCT FROM new.e164) EXECUTE FUNCTION convdb_search_people_changed_v1();
 
 CREATE TABLE providers (
     id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,
@@ -945,6 +1259,8 @@ CREATE TABLE xms_bodies (
 );
 
 CREATE TRIGGER xms_bodies_dedup_v2 BEFORE INSERT OR UPDATE ON xms_bodies FOR EACH ROW EXECUTE FUNCTION convdb_dedup_xms_bodies_v2();
+
+CREATE TRIGGER xms_bodies_search_updated AFTER UPDATE OF raw ON xms_bodies FOR EACH ROW WHEN (old.raw IS DISTINCT FROM new.raw) EXECUTE FUNCTION convdb_search_body_changed_v1();
 
 -- Views
 

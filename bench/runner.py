@@ -24,7 +24,7 @@ import psycopg2
 
 from convdb import migrate as migrate_lib
 
-from . import loader, provider_figures, reads, serve_figures, worker_figures
+from . import loader, provider_figures, reads, search_bench, serve_figures, worker_figures
 from .console_figures import console_figures
 from .loader import Scale
 from .report import Figure, Run, page_rows, say, table, write
@@ -59,6 +59,11 @@ class Sizes:
     partition_days: int = 14
     key_messages: int = 1_000_000  # messages of each prototype schema
     replication_seconds: float = 10.0  # each 64-connection load beside a standby
+    # search (bench/search_bench.py): dataset, searches per figure, drain events
+    search_messages: int = 1_000_000
+    search_customers: int = 1_000
+    search_queries: int = 200
+    search_drain: int = 20_000
 
 
 FULL = Sizes(
@@ -100,6 +105,10 @@ SMOKE = Sizes(
     partition_days=3,
     key_messages=20_000,
     replication_seconds=2.0,
+    search_messages=3_000,
+    search_customers=20,
+    search_queries=10,
+    search_drain=200,
 )
 
 
@@ -235,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument(
         "--only",
-        choices=["serve", "providers", "console", "scaling"],
+        choices=["serve", "providers", "console", "search", "scaling"],
         help="run only these figures (the webhook receiver's, its provider adapters', "
-        "the operator console's pages, or scaling's: partitioning, customer keys, a "
-        "synchronous standby)",
+        "the operator console's pages, search's, or scaling's: partitioning, customer "
+        "keys, a synchronous standby)",
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -265,6 +274,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if args.only in (None, "console"):
             figures += console_figures(server, template, sizes, notes)
+        if args.only in (None, "search"):
+            figures += search_bench.search_figures(
+                server,
+                template,
+                search_bench.dataset.Shape(sizes.search_messages, sizes.search_customers),
+                sizes.search_queries,
+                sizes.search_drain,
+                sizes.runs,
+                notes,
+            )
         if args.only in (None, "scaling"):
             figures += scaling_figures(server, template, sizes, notes)
     finally:

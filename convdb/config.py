@@ -61,6 +61,14 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
 DEFAULT_MAX_PAYLOAD_DEPTH = 64
 DEFAULT_MAX_KEY_LENGTH = 512
 DEFAULT_MAX_EVENT_TYPE_LENGTH = 128
+# Search: "simple" (no stemming) or a language whose Snowball stemmer both
+# PostgreSQL 15 and 18 ship (dictionary <language>_stem).
+_SEARCH_LANGUAGES = (
+    "simple arabic armenian basque catalan danish dutch english finnish french german "
+    "greek hindi hungarian indonesian irish italian lithuanian nepali norwegian "
+    "portuguese romanian russian serbian spanish swedish tamil turkish yiddish"
+)
+SEARCH_LANGUAGES = tuple(_SEARCH_LANGUAGES.split())
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -106,6 +114,11 @@ class Settings:
     db_tcp_user_timeout: float
     read_max_lag: float
     replay_timeout: float
+    # search (convdb.search)
+    search_language: str
+    search_timeout: float
+    search_max_query: int
+    search_max_terms: int
     # the operator console's (convdb.console.settings.ConsoleSettings is its view of them)
     console_password_ref: str | None = None
     console_readonly_password_ref: str | None = None
@@ -431,6 +444,35 @@ SETTINGS: tuple[Setting, ...] = (
         "60",
         number(0, 3600),
         "replicas: seconds an erasure waits for every replica to replay it",
+    ),
+    Setting(
+        "CONVDB_SEARCH_LANGUAGE",
+        "search_language",
+        "simple",
+        choice(SEARCH_LANGUAGES, fold=str.lower),
+        "search: 'simple' (no stemming) or a language to stem words in; "
+        "`convdb search-reindex` applies it",
+    ),
+    Setting(
+        "CONVDB_SEARCH_TIMEOUT",
+        "search_timeout",
+        "5",
+        number(0.1, 300),
+        "search: seconds a search may run before it is stopped",
+    ),
+    Setting(
+        "CONVDB_SEARCH_MAX_QUERY",
+        "search_max_query",
+        "1000",
+        integer(10, 5000),
+        "search: longest query, in characters (longer ones are refused)",
+    ),
+    Setting(
+        "CONVDB_SEARCH_MAX_TERMS",
+        "search_max_terms",
+        "50",
+        integer(1, 500),
+        "search: most terms (words) in a query (more are refused)",
     ),
 )
 

@@ -91,3 +91,8 @@ class TransientError(ConvdbError):
     permanent unless it is a lost connection, a deadlock, a serialization
     failure, a lock or statement timeout, or a cancel (see ``docs/queue.md``).
     """
+
+
+class SearchError(ConvdbError):
+    """A search cannot run: an unknown customer, a query with nothing to search
+    for or over a limit, a bad cursor, a statement that ran too long."""

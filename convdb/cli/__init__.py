@@ -19,6 +19,7 @@ from ..dburl import redact, redact_log_records
 from ..exceptions import ConvdbError
 from . import console as console_cli
 from . import migrate, misc, providers, queue, serve, squash
+from . import search as search_cli
 
 _CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
@@ -88,6 +89,10 @@ for command in (
     console_cli.console,
 ):
     cli.add_command(command)
+
+# search (issue 19)
+cli.add_command(search_cli.search)
+cli.add_command(search_cli.search_reindex)
 
 
 def main() -> None:
