@@ -52,6 +52,13 @@ class Sizes:
     serve_seconds: float = 10.0  # each 64-connection load
     serve_rss_seconds: float = 60.0  # the sustained load of the memory figure
     smoke_serve: bool = False  # the Python load generator even where wrk is installed
+    # docs/scaling.md and the replicated deployment (bench.partitioning, bench.tenant_keys,
+    # bench.replication)
+    partition_events: int = 20_000  # the backlog drained beside the done history
+    partition_history: int = 200_000  # done events spread over partition_days
+    partition_days: int = 14
+    key_messages: int = 1_000_000  # messages of each prototype schema
+    replication_seconds: float = 10.0  # each 64-connection load beside a standby
     # search (bench/search_bench.py): dataset, searches per figure, drain events
     search_messages: int = 1_000_000
     search_customers: int = 1_000
@@ -93,6 +100,11 @@ SMOKE = Sizes(
     serve_seconds=2.0,
     serve_rss_seconds=3.0,
     smoke_serve=True,
+    partition_events=300,
+    partition_history=2_000,
+    partition_days=3,
+    key_messages=20_000,
+    replication_seconds=2.0,
     search_messages=3_000,
     search_customers=20,
     search_queries=10,
@@ -195,6 +207,25 @@ def read_figures(server: Server, template: str, sizes: Sizes, notes: list[str]) 
     return figures
 
 
+def scaling_figures(server: Server, template: str, sizes: Sizes, notes: list[str]) -> list[Figure]:
+    """docs/scaling.md's figures and the receiver beside a synchronous standby."""
+    from . import partitioning, replication, tenant_keys
+
+    figures = partitioning.partition_figures(
+        server,
+        template,
+        runs=sizes.runs,
+        backlog=sizes.partition_events,
+        history=sizes.partition_history,
+        days=sizes.partition_days,
+        warm=sizes.warm,
+    )
+    figures += tenant_keys.key_figures(server, runs=sizes.runs, messages=sizes.key_messages)
+    smoke = sizes.smoke_serve
+    figures += replication.replication_figures(sizes.runs, sizes.replication_seconds, smoke, notes)
+    return figures
+
+
 def _open_server(args) -> tuple[Server, Path | None]:
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -213,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument(
         "--only",
-        choices=["serve", "providers", "console", "search"],
+        choices=["serve", "providers", "console", "search", "scaling"],
         help="run only these figures (the webhook receiver's, its provider adapters', "
-        "the operator console's pages, or search's)",
+        "the operator console's pages, search's, or scaling's: partitioning, customer "
+        "keys, a synchronous standby)",
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -252,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                 sizes.runs,
                 notes,
             )
+        if args.only in (None, "scaling"):
+            figures += scaling_figures(server, template, sizes, notes)
     finally:
         if not args.keep:
             server.drop_all()

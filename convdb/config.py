@@ -106,6 +106,14 @@ class Settings:
     max_payload_depth: int
     max_key_length: int
     max_event_type_length: int
+    # every connection (convdb.pgconnect.ConnectOptions is their view), and the replicas
+    db_connect_timeout: int
+    db_keepalives_idle: int
+    db_keepalives_interval: int
+    db_keepalives_count: int
+    db_tcp_user_timeout: float
+    read_max_lag: float
+    replay_timeout: float
     # search (convdb.search)
     search_language: str
     search_timeout: float
@@ -197,6 +205,11 @@ def _database_url(text: str) -> str:
     return text
 
 
+def _read_url(text: str) -> str:
+    validate_url(text, "CONVDB_READ_URL")
+    return text
+
+
 def _store(text: str) -> str:
     # Only the form here: loading the named class is the store's own business.
     text = text.strip()
@@ -225,7 +238,7 @@ SETTINGS: tuple[Setting, ...] = (
         "CONVDB_READ_URL",
         "read_url",
         None,
-        _database_url,
+        _read_url,
         "a replica for read-only work (search, console, reports); unset: DATABASE_URL",
     ),
     Setting(
@@ -381,6 +394,56 @@ SETTINGS: tuple[Setting, ...] = (
         str(DEFAULT_MAX_EVENT_TYPE_LENGTH),
         integer(16, 1000),
         "queue: longest event type, in characters",
+    ),
+    Setting(
+        "CONVDB_DB_CONNECT_TIMEOUT",
+        "db_connect_timeout",
+        "5",
+        integer(2, 600),
+        "connections: seconds to reach one host (libpq connect_timeout)",
+    ),
+    Setting(
+        "CONVDB_DB_KEEPALIVES_IDLE",
+        "db_keepalives_idle",
+        "30",
+        integer(0, 7200),
+        "connections: idle seconds before the first TCP keepalive (0: none)",
+    ),
+    Setting(
+        "CONVDB_DB_KEEPALIVES_INTERVAL",
+        "db_keepalives_interval",
+        "10",
+        integer(1, 600),
+        "connections: seconds between unanswered TCP keepalives",
+    ),
+    Setting(
+        "CONVDB_DB_KEEPALIVES_COUNT",
+        "db_keepalives_count",
+        "3",
+        integer(1, 100),
+        "connections: unanswered TCP keepalives before the connection is dropped",
+    ),
+    Setting(
+        "CONVDB_DB_TCP_USER_TIMEOUT",
+        "db_tcp_user_timeout",
+        "30",
+        number(0, 3600),
+        "connections: seconds sent data may stay unacknowledged before the "
+        "connection is dropped (0: the system's)",
+    ),
+    Setting(
+        "CONVDB_READ_MAX_LAG",
+        "read_max_lag",
+        "30",
+        number(0.1, 86_400),
+        "replicas: seconds of replay lag above which /healthz says degraded",
+    ),
+    Setting(
+        "CONVDB_REPLAY_TIMEOUT",
+        "replay_timeout",
+        "60",
+        number(0, 3600),
+        "replicas: seconds an erasure waits for every replica to replay it",
     ),
     Setting(
         "CONVDB_SEARCH_LANGUAGE",

@@ -10,6 +10,13 @@ accepts works: percent-encoding, IPv6 hosts, several hosts, socket folders in
 ``@`` left unencoded in the user name or password. Its errors are
 :class:`~convdb.exceptions.ConfigError` messages written for operators.
 
+A URL may name several hosts, as libpq allows
+(``postgresql://u:pw@h1:5432,h2:5433/db?target_session_attrs=read-write``):
+:func:`validate_url` checks that the ports match the hosts and that
+``target_session_attrs`` is a value libpq knows, and :func:`hosts` lists
+them (what a replica check or :func:`convdb.replicas.wait_for_replay` visits
+one by one).
+
 Every string that is or may be a secret in a URL (the password in the user
 info, ``?password=`` and ``?sslpassword=``, the keyword form ``password=...``,
 decoded and encoded, and what libpq reads as the password) is found by
@@ -24,6 +31,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from psycopg2.extensions import parse_dsn
@@ -42,6 +50,12 @@ _SECRET_PARAMETER = re.compile(
 _ANYWHERE = 8
 # Where libpq (or a reader) might cut a password written unencoded.
 _DELIMITERS = re.compile(r"[/?#@&=:]")
+
+# More hosts than this in one URL is a mistake, not a cluster.
+MAX_HOSTS = 32
+# libpq's values (target_session_attrs, PostgreSQL 14 and later).
+SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+DEFAULT_PORT = "5432"
 
 _seen: set[str] = set()
 _seen_lock = threading.Lock()
@@ -105,12 +119,21 @@ def mask_url(url: str) -> str:
     return _replace(url, secrets_in(url))
 
 
-def validate_url(url: str) -> dict[str, str]:
+def validate_url(url: str, variable: str = "DATABASE_URL") -> dict[str, str]:
     """Check ``url`` as a PostgreSQL URL; libpq's reading of it, or :class:`ConfigError`.
 
     The returned dict holds the connection parameters (``dbname``, ``host``,
-    ...). No message contains a secret of ``url``.
+    ...). No message contains a secret of ``url``; each names ``variable``.
     """
+    try:
+        return _validate(url)
+    except ConfigError as exc:
+        if variable != "DATABASE_URL":
+            exc.message = exc.message.replace("DATABASE_URL", variable, 1)
+        raise
+
+
+def _validate(url: str) -> dict[str, str]:
     remember(url)
     shown = mask_url(url)
     if not url.startswith(SCHEMES):
@@ -153,7 +176,74 @@ def validate_url(url: str) -> dict[str, str]:
             f"DATABASE_URL names no database: {shown}",
             hint="Add the database name after the host, e.g. postgresql://localhost/convdb.",
         )
+    _check_hosts(params, shown)
     return params
+
+
+def _check_hosts(params: dict[str, str], shown: str) -> None:
+    """Several hosts: as many ports (or one for all), a known target_session_attrs."""
+    names = _split(params.get("host")) or _split(params.get("hostaddr"))
+    ports = _split(params.get("port"))
+    if len(names) > MAX_HOSTS:
+        raise ConfigError(
+            f"DATABASE_URL names {len(names)} hosts, more than {MAX_HOSTS}: {shown}", hint=_HINT
+        )
+    if len(ports) > 1 and len(ports) != max(len(names), 1):
+        raise ConfigError(
+            f"DATABASE_URL has {len(ports)} ports for {len(names)} hosts: give one port for "
+            f"every host, or one for all of them: {shown}",
+            hint="Use postgresql://USER:PASSWORD@HOST1:PORT1,HOST2:PORT2/DBNAME.",
+        )
+    attrs = params.get("target_session_attrs")
+    if attrs is not None and attrs not in SESSION_ATTRS:
+        raise ConfigError(
+            f"DATABASE_URL has target_session_attrs={redact(attrs)[:40]!r}, which libpq does not "
+            f"know (one of {', '.join(SESSION_ATTRS)}): {shown}",
+            hint="convdb writes with target_session_attrs=read-write unless the URL says "
+            "otherwise; leave it out, or use one of the values above.",
+        )
+
+
+def _split(value: str | None) -> list[str]:
+    return value.split(",") if value else []
+
+
+@dataclass(frozen=True)
+class Host:
+    """One server of a URL: where it is, and the libpq parameters that reach it alone."""
+
+    host: str  # a name, an address or a socket folder ("": libpq's default socket)
+    port: str
+    params: dict[str, str] = field(compare=False)
+
+    @property
+    def label(self) -> str:
+        """``h1:5432``, ``[::1]:5432``, ``/run/postgresql:5432``: for people (no secret)."""
+        shown = f"[{self.host}]" if ":" in self.host else self.host or "local socket"
+        return f"{shown}:{self.port}"
+
+
+def hosts(url: str) -> list[Host]:
+    """Every server ``url`` names, in libpq's order.
+
+    ``psycopg2.connect(url, **host.params)`` connects to that one host: its
+    host (and ``hostaddr``) and port replace the lists.
+    """
+    params = parse_dsn(url)
+    names = _split(params.get("host"))
+    addrs = _split(params.get("hostaddr"))
+    count = max(len(names), len(addrs), 1)
+    ports = _split(params.get("port")) or [DEFAULT_PORT]
+    found = []
+    for i in range(count):
+        port = (ports[i] if len(ports) > 1 else ports[0]) or DEFAULT_PORT
+        one = {"port": port}
+        if names:
+            one["host"] = names[min(i, len(names) - 1)]
+        if addrs:
+            one["hostaddr"] = addrs[min(i, len(addrs) - 1)]
+        found.append(Host(one.get("host") or one.get("hostaddr") or "", port, one))
+    return found
 
 
 class _RedactingRecordFactory:

@@ -4,11 +4,8 @@ endpoints, and requests signed the way Standard Webhooks senders sign them."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import threading
 import time
 import uuid
 
@@ -19,42 +16,25 @@ from convdb.serve import endpoints
 from convdb.serve.server import free_port
 from convdb.serve.standard import generate_secret, sign
 
-from .support import BIN, REPO, wait_until
+from .support import ConvdbProcess, wait_until
 
 RUNNING = re.compile(r"Uvicorn running on http://[^:]+:(\d+)")
 
 
-class ServeProcess:
+class ServeProcess(ConvdbProcess):
     """``convdb serve --port 0 ARGS`` on ``url``; the port is read from its log."""
 
     def __init__(self, url: str, *args: str, env: dict | None = None) -> None:
         # Several workers share a socket bound by uvicorn's supervisor, which
         # logs the port asked for: ask for a free one then.
         port = str(free_port()) if "--workers" in args else "0"
-        full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        full_env.update(env or {})
-        full_env["DATABASE_URL"] = url
-        self.proc = subprocess.Popen(
-            [str(BIN / "convdb"), "serve", "--port", port, *args],
-            cwd=REPO,
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(url, "serve", "--port", port, *args, env=env)
         try:
             port = wait_until(self._port, timeout=30)
         except AssertionError:
             self.kill()
             raise AssertionError("convdb serve did not start:\n" + self.output) from None
         self.base_url = f"http://127.0.0.1:{port}"
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
 
     def _port(self) -> str | None:
         if self.proc.poll() is not None:
@@ -71,10 +51,6 @@ class ServeProcess:
         except httpx.HTTPError:
             return False
 
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
 
@@ -84,12 +60,6 @@ class ServeProcess:
         code = self.proc.wait(timeout)
         self._reader.join(5)
         return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
 
     def __enter__(self) -> ServeProcess:
         return self

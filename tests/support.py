@@ -12,6 +12,7 @@ import copy
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -98,9 +99,14 @@ def migrate_before(url: str, number: str) -> None:
 
 
 def run_cli(
-    *args: str, env: dict | None = None, cwd: Path = REPO, timeout: float = 120, check: bool = False
+    *args: str,
+    env: dict | None = None,
+    cwd: Path = REPO,
+    timeout: float = 120,
+    check: bool = False,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run a console script of this environment (``convdb``, ``pw_migrate``)."""
+    """Run a console script of this environment (``convdb``, ``pw_migrate``) to its end."""
     full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     full_env.update(env or {})
     result = subprocess.run(
@@ -110,6 +116,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=stdin,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -212,14 +219,20 @@ def status_counts(url: str) -> dict[str, int]:
     return dict(query(url, "SELECT status, count(*) FROM inbound_events GROUP BY 1"))
 
 
+def process_env(url: str, env: dict | None = None) -> dict[str, str]:
+    """This process's environment, with ``env`` added and ``DATABASE_URL`` set to ``url``."""
+    full = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    full.update(env or {})
+    full["DATABASE_URL"] = url
+    return full
+
+
 def start_worker(url: str, *args: str) -> subprocess.Popen:
     """``convdb queue-worker ARGS`` as a real process on ``url``."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATABASE_URL"] = url
     return subprocess.Popen(
         [str(BIN / "convdb"), "queue-worker", *args],
         cwd=REPO,
-        env=env,
+        env=process_env(url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -273,3 +286,41 @@ def url_forms(base: str) -> dict[str, str]:
         "no database": f"postgresql://postgres:{a}@127.0.0.1:1",
         "unreachable": f"postgresql://postgres:{a}@127.0.0.1:1/x?connect_timeout=2",
     }
+
+
+class ConvdbProcess:
+    """``convdb ARGS`` as a real process on ``url``, its output (stdout and stderr) collected."""
+
+    def __init__(self, url: str, *args: str, env: dict | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN / "convdb"), *args],
+            cwd=REPO,
+            env=process_env(url, env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(5)
+
+
+class WorkerProcess(ConvdbProcess):
+    """``convdb queue-worker ARGS`` on ``url``, its output collected."""
+
+    def __init__(self, url: str, *args: str, env: dict | None = None) -> None:
+        super().__init__(url, "queue-worker", *args, env=env)

@@ -17,3 +17,30 @@ def database_url_option(func):
         metavar="URL",
         help=DATABASE_URL_HELP,
     )(func)
+
+
+READ_URL_HELP = (
+    "PostgreSQL URL to read from (default: CONVDB_READ_URL, a replica, else DATABASE_URL, "
+    ".env, or the embedded server)."
+)
+
+
+def read_url_option(func):
+    """``--database-url URL`` for a command that only reads.
+
+    Given on the command line, that URL is read; otherwise ``CONVDB_READ_URL``
+    (a replica) when it is set, else ``DATABASE_URL``: the command gets
+    ``None`` then, and :func:`convdb.db.connect_read` decides.
+    """
+
+    def explicit_only(ctx: click.Context, param: click.Parameter, value):
+        source = ctx.get_parameter_source(param.name)
+        return value if source == click.core.ParameterSource.COMMANDLINE else None
+
+    return click.option(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        callback=explicit_only,
+        help=READ_URL_HELP,
+    )(func)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import database_url_option
+from .options import database_url_option, read_url_option
 from .render import format_table
 
 
@@ -63,13 +63,16 @@ def add(
 
 
 @providers.command("list")
-@database_url_option
+@read_url_option
 def list_command(database_url: str | None) -> None:
-    """List the endpoints (paths are shortened: the full token is never stored)."""
-    from ..db import closing, connect
+    """List the endpoints (paths are shortened: the full token is never stored).
+
+    Reads from CONVDB_READ_URL when it is set: an endpoint added a moment ago
+    shows once the replica has replayed it."""
+    from ..db import closing, connect_read
     from ..serve import endpoints
 
-    with closing(connect(database_url, bind=False)) as db:
+    with closing(connect_read(database_url)) as db:
         rows = endpoints.list_endpoints(db)
     if not rows:
         click.echo("no endpoints (add one with `convdb providers add`)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .options import database_url_option
+from .options import database_url_option, read_url_option
 
 
 @click.command()
@@ -141,9 +141,12 @@ def queue() -> None:
 
 
 @queue.command("stats")
-@database_url_option
+@read_url_option
 def queue_stats(database_url: str | None) -> None:
-    """Counts by status and event type, oldest pending age, retry backlog."""
+    """Counts by status and event type, oldest pending age, retry backlog.
+
+    Reads from CONVDB_READ_URL when it is set (behind the primary by the
+    replica's lag)."""
     from ..queue import ops
     from .render import queue_stats_text
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..exceptions import PayloadError, QueueError
-from ..pgerrors import is_connection_error, is_transient, sqlstate
+from ..pgerrors import READ_ONLY_SQLSTATE, is_connection_error, is_transient, sqlstate
 from . import limits as limits_mod
 from .limits import Limits
 from .manager import QueueManager, describe
@@ -241,9 +241,17 @@ class Dispatcher:
             return "retried"
 
     def _recover(self, manager, worker_id: str, todo: list, in_hand, exc: Exception) -> None:
-        """After a batch failed as a whole: reconnect and hand its events back."""
+        """After a batch failed as a whole: reconnect and hand its events back.
+
+        The event in hand is retried with backoff (its handler may have broken
+        the connection), unless the connection was on a standby (25006): no
+        event's fault, so it is given back with the others. Shutting down, one
+        try only: the leases cover the rest.
+        """
         self.echo(f"convdb queue-worker: {describe(exc)}; reconnecting and releasing the batch")
         manager.reset_connection()
+        if sqlstate(exc) == READ_ONLY_SQLSTATE:
+            in_hand = None
         for delay in (0.1, 0.5, 1, 2, 5):
             try:
                 manager.connect()
@@ -261,6 +269,8 @@ class Dispatcher:
                 return
             except Exception:
                 manager.reset_connection()
+                if self._stopping.is_set():
+                    return
                 self._stopping.wait(delay)
         # Still no database: the leases expire and another worker takes over.
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import IO
 
-from ..db import closing, connect
+from ..db import closing, connect, connect_read
 from ..exceptions import ConfigError
 from . import overview
 from .enqueue import delay_seconds, read_events
@@ -92,7 +92,9 @@ def _slices(lines: Iterator[tuple[str, str | None]]) -> Iterator[list[tuple[str,
 
 
 def stats(url: str | None = None) -> QueueStats:
-    with closing(connect(url, bind=False)) as db:
+    """The queue's statistics, read from ``url``, else ``CONVDB_READ_URL`` (a replica),
+    else ``DATABASE_URL``: they decide no write, and may lag by the replica's lag."""
+    with closing(connect_read(url)) as db:
         return QueueManager(db).stats()
 
 

@@ -39,8 +39,18 @@ alone uses up its attempts, and goes ``dead`` saying so (see ``CLAIM`` in
 :mod:`convdb.queue.queries`). No payload ever makes the worker process exit.
 SIGTERM/SIGINT: stop claiming, finish the event in hand, commit, release the
 rest of the batch to ``pending``, exit 0; a second signal exits at once (the
-lease covers what was in hand). A lost connection is reopened; the batch it
+lease covers what was in hand). A database that does not answer cannot hold
+the exit back: after ``shutdown_grace`` seconds the calls still waiting are
+aborted, and the log says so. A lost connection is reopened; the batch it
 interrupted is released.
+
+Connections: ``target_session_attrs=read-write`` (with several hosts the
+worker finds the primary, and the new one after a failover; while every
+host is a standby it waits, saying why), TCP keepalives and a user timeout
+(:mod:`convdb.pgconnect`), and a deadline on every call (:mod:`convdb.watchdog`):
+one the server does not answer within twice the lease is cancelled and its
+connection dropped; the session also ends itself when it idles in a
+transaction that long.
 """
 
 from __future__ import annotations
@@ -58,13 +68,17 @@ from dataclasses import dataclass
 from .. import plugins
 from ..config import load_settings
 from ..db import ConvdbDatabase, init, open_database, resolve_url
-from ..exceptions import QueueError
+from ..exceptions import DatabaseError, QueueError
+from ..pgconnect import no_writable_host
 from ..pgerrors import is_connection_error
 from ..plugins import BatchHandler, Handler
+from ..watchdog import Watchdog
 from . import limits as limits_mod
 from .dispatch import Counters, Dispatcher, Echo
 from .limits import BATCH_BYTES, Limits
 from .manager import QueueManager, describe
+
+PROGRESS_DEADLINE = 3.0  # seconds the progress line waits for the queue depth
 
 
 def _stderr(message: str) -> None:
@@ -84,6 +98,7 @@ class WorkerConfig:
     burst: bool = False
     progress_interval: float = 5.0  # 0: no progress line
     reconnect_give_up: float = 60.0  # burst mode: seconds without a database before failing
+    shutdown_grace: float = 20.0  # after SIGTERM, seconds to wait for the database's answers
     limits: Limits | None = None  # None: the settings' (convdb.queue.limits.configured())
 
     def backoff(self, attempts: int) -> float:
@@ -114,6 +129,11 @@ class Worker:
         self.config = config or WorkerConfig()
         self.limits = self.config.limits or limits_mod.configured()
         self.echo = echo
+        self.watchdog = Watchdog("convdb queue-worker", getattr(db, "url", None), on_abort=echo)
+        if isinstance(db, ConvdbDatabase):
+            deadline = 2 * self.config.lease_seconds
+            db.watchdog, db.call_deadline = self.watchdog, deadline
+            db.session["idle_in_transaction_session_timeout"] = str(int(deadline * 1000))
         self.counters = Counters()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = threading.Event()
@@ -160,21 +180,30 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
         threads = [
-            threading.Thread(target=self._thread_main, args=(n,), name=f"convdb-worker-{n}")
+            # Daemon threads: one the database never lets go cannot keep the process alive.
+            threading.Thread(
+                target=self._thread_main, args=(n,), name=f"convdb-worker-{n}", daemon=True
+            )
             for n in range(max(self.config.concurrency, 1))
         ]
+        started = time.monotonic()
         try:
             for thread in threads:
                 thread.start()
             self._supervise(threads)
         finally:
             self.stop()
+            grace = time.monotonic() + self.config.shutdown_grace
             for thread in threads:
-                thread.join()
+                self.watchdog.join(thread, max(grace - time.monotonic(), 0.1), self.echo)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             os.close(self._wake_r)
             os.close(self._wake_w)
+        if self.config.progress_interval and not self._errors:
+            c = self.counters
+            elapsed = max(time.monotonic() - started, 1e-9)
+            self.echo(self._progress((c.done + c.dead + c.retried) / elapsed, final=True))
         if self._errors:
             error = self._errors[0]
             if isinstance(error, QueueError):
@@ -184,9 +213,9 @@ class Worker:
 
     def _supervise(self, threads: list[threading.Thread]) -> None:
         interval = self.config.progress_interval
-        started = last_at = time.monotonic()
+        last_at = time.monotonic()
         last_total = 0
-        while any(t.is_alive() for t in threads):
+        while not self.stopping and any(t.is_alive() for t in threads):
             next(t for t in threads if t.is_alive()).join(0.2)
             if not interval or time.monotonic() - last_at < interval:
                 continue
@@ -195,15 +224,15 @@ class Worker:
             rate = (total - last_total) / (now - last_at)
             last_total, last_at = total, now
             self.echo(self._progress(rate))
-        if interval and not self._errors:
-            c = self.counters
-            elapsed = max(time.monotonic() - started, 1e-9)
-            self.echo(self._progress((c.done + c.dead + c.retried) / elapsed, final=True))
 
     def _progress(self, rate: float, final: bool = False) -> str:
         c = self.counters
         try:
-            depth = str(QueueManager(self.db).depth())
+            # The main thread takes the signals: it never waits long on the database.
+            manager = QueueManager(self.db)
+            manager.connect()
+            with self.watchdog.guard(self.db.connection(), PROGRESS_DEADLINE, "the queue depth"):
+                depth = str(manager.depth())
         except QueueError:
             depth = "?"
         finally:
@@ -296,8 +325,17 @@ def run(
     every setting first: a bad one raises ConfigError before any event is claimed.
     """
     settings = load_settings()
-    db = open_database(url or resolve_url(settings))
-    db.close()
+    url = url or resolve_url(settings)
+    config = config or WorkerConfig()
+    try:
+        db = open_database(url)
+        db.close()
+    except DatabaseError as exc:
+        if config.burst or not no_writable_host(exc):
+            raise
+        # A failover under way: wait for a primary, as after a lost connection.
+        echo(f"convdb queue-worker: {exc.message}; waiting for a host to be promoted")
+        db = ConvdbDatabase(url)
     init(db)
     worker = Worker(db, handlers=handlers, batch_handlers=batch_handlers, config=config, echo=echo)
     return worker.run()

@@ -11,7 +11,10 @@
 
 Routes: ``POST /hooks/{token}`` (and ``/hooks/{token}/{event_type}``) for
 webhooks, ``GET /healthz`` (200 when the database answers, else 503; its
-JSON also says whether the attachment store can be written) and
+JSON also says whether the attachment store can be written and, with
+``CONVDB_READ_URL``, how far behind each replica is: ``"status": "degraded"``,
+still 200, when the store cannot be written or a replica lags more than
+``CONVDB_READ_MAX_LAG`` or cannot be reached) and
 ``GET /metrics`` (Prometheus text). Every request is logged as one line on
 the logger ``convdb.serve.access``, the token masked.
 
@@ -43,8 +46,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..attachments import StoreUnavailable, get_store, load_attachment_settings
+from ..config import load_settings
 from ..db import resolve_url
 from ..exceptions import ConfigError
+from ..replicas import ReplicaMonitor
 from . import metrics
 from .adapters import Adapter, Headers, Outcome, Rejection, WebhookRequest, WebhookResponse
 from .endpoints import PATH_PREFIX, Directory, read_all
@@ -87,6 +92,9 @@ class Receiver:
         self.replay = ReplayScopes(self.reader.run)
         self._faults: dict[str, str] = {}  # endpoint label -> the fault last logged
         self._store_settings = None
+        # Replicas are only looked at, for /healthz: nothing here reads from them.
+        config = load_settings()
+        self.replicas = ReplicaMonitor(config.read_url, config.read_max_lag)
 
     @property
     def adapters(self) -> dict[str, Adapter]:
@@ -105,8 +113,9 @@ class Receiver:
             log.warning("database unavailable at start (answering 503 until it is back): %s", exc)
 
     async def shutdown(self) -> None:
-        await asyncio.to_thread(self.writer.close)
-        await asyncio.to_thread(self.reader.close)
+        # Bounded whatever the database does: a call it never answers is aborted.
+        await asyncio.to_thread(self.writer.close, self.settings.commit_timeout)
+        await asyncio.to_thread(self.reader.close, 3.0)
         metrics.mark_process_dead(os.getpid())
 
     # --- routes -------------------------------------------------------------------
@@ -243,7 +252,21 @@ class Receiver:
             "database": "ok",
             "attachment_store": store,
         }
+        if self.replicas.url is not None:
+            doc.update(await self._replica_health())
         return Response(json.dumps(doc).encode(), 200, media_type="application/json")
+
+    async def _replica_health(self) -> dict:
+        """The replicas' part of /healthz: each host as last seen, and why it is degraded."""
+        try:
+            states = await asyncio.wait_for(asyncio.to_thread(self.replicas.states), 5.0)
+            reasons = self.replicas.degraded(states)
+        except TimeoutError:
+            states, reasons = [], ["the replicas did not answer within 5 s"]
+        found: dict = {"replicas": [state.as_json() for state in states]}
+        if reasons:
+            found.update(status="degraded", degraded=reasons)
+        return found
 
     async def _store_health(self) -> str:
         try:

@@ -22,7 +22,10 @@ Failures stay with their request:
   before the loss come back as duplicates, which the idempotency key makes
   exact; when the database stays away, every waiting request gets
   :class:`~convdb.serve.pg.Unavailable` (503 with ``Retry-After``) and the
-  writer tries to reconnect at most once per ``retry_interval``.
+  writer tries to reconnect at most once per ``retry_interval``;
+- a commit the database does not answer within ``statement_timeout`` (plus
+  :data:`~convdb.serve.pg.WATCHDOG_SLACK`) is cancelled and its connection
+  dropped by the watchdog (:mod:`convdb.watchdog`); it then counts as lost.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from dataclasses import dataclass
 
 import psycopg2
 
+from ..pgerrors import is_connection_error, sqlstate
 from ..queue.queries import CHANNEL
 from ..sqlarray import Array
+from ..watchdog import Watchdog
 from .adapters import Delivery, Rejection
 from .deliveries import COUNT_DELIVERIES, PURGE_DELIVERIES
-from .pg import Unavailable, close_quietly, is_connection_error, open_connection, sqlstate
+from .pg import WATCHDOG_SLACK, Unavailable, close_quietly, open_connection
 from .rejection import queued_text
 from .replay import PURGE_NONCES, endpoint_scope, spent_elsewhere
 from .request import off_loop
@@ -113,6 +118,7 @@ class GroupWriter:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._last_purge = time.monotonic()
+        self._watchdog = Watchdog("convdb serve writer", url, on_abort=log.warning)
 
     # --- the requests' side (event loop thread) ---------------------------------
 
@@ -180,13 +186,21 @@ class GroupWriter:
         self._queue.put(item)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the thread and close the connection."""
+        """Write what is queued, then stop the thread and close the connection.
+
+        A database that does not answer delays this by at most ``timeout`` s
+        (and says so in the log): its calls are then aborted.
+        """
         self._closing = True
         if self._thread is not None:
             self._queue.put(_STOP)
-            self._thread.join(timeout)
+            if not self._watchdog.join(self._thread, timeout, log.warning):
+                return  # its connection is the stuck thread's: closing it would block too
         close_quietly(self._conn)
         self._conn = None
+
+    def _guard(self, conn, what: str):
+        return self._watchdog.guard(conn, self._statement_timeout + WATCHDOG_SLACK, what)
 
     # --- the writer thread ----------------------------------------------------------
 
@@ -259,8 +273,12 @@ class GroupWriter:
             if conn is None:
                 break
             try:
-                results = self._store(conn, group)
-                conn.commit()
+                with self._guard(conn, f"a group commit of {len(group)} row(s)"):
+                    stored = self._store(conn, group)
+                    conn.commit()
+                # Only now: a commit that failed must not leave its results behind, or a
+                # reconnect that fails next would answer them as stored.
+                results = stored
                 break
             except psycopg2.Error as exc:
                 _rollback(conn)
@@ -281,8 +299,9 @@ class GroupWriter:
         if self._conn is None:
             return self._down or Unavailable("lost the database connection")
         try:
-            (result,) = self._store(conn, [item])
-            conn.commit()
+            with self._guard(conn, "a commit of one row"):
+                (result,) = self._store(conn, [item])
+                conn.commit()
             return result
         except psycopg2.Error as exc:
             _rollback(conn)
@@ -346,10 +365,10 @@ class GroupWriter:
         if conn is None:
             return
         try:
-            with conn.cursor() as cur:
+            with self._guard(conn, "the purge of expired rows"), conn.cursor() as cur:
                 cur.execute(PURGE_NONCES)
                 cur.execute(PURGE_DELIVERIES)
-            conn.commit()
+                conn.commit()
         except psycopg2.Error as exc:
             _rollback(conn)
             if is_connection_error(exc):

@@ -1,12 +1,17 @@
 """The receiver's reads on one connection and one thread: endpoints, health, queue depth.
 
 Kept apart from the writer so a health check or an endpoint refresh never
-waits behind a group commit, and a slow commit never delays them.
+waits behind a group commit, and a slow commit never delays them. A call the
+database does not answer in time is aborted by a watchdog
+(:mod:`convdb.watchdog`), so the next one gets a new connection instead of
+waiting behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -14,9 +19,11 @@ from typing import TypeVar
 import psycopg2
 
 from ..queue.queries import DEPTH
-from .pg import Unavailable, close_quietly, is_connection_error, open_connection
+from ..watchdog import Watchdog
+from .pg import WATCHDOG_SLACK, Unavailable, close_quietly, is_connection_error, open_connection
 
 T = TypeVar("T")
+log = logging.getLogger("convdb.serve")
 
 
 class Reader:
@@ -30,6 +37,8 @@ class Reader:
         self._statement_timeout = statement_timeout
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="convdb-serve-reader")
         self._conn = None
+        self._watchdog = Watchdog(name, url, on_abort=log.warning)
+        self._thread: threading.Thread | None = None  # the executor's one thread
 
     async def run(self, fn: Callable[[object], T], *, timeout: float = 5.0) -> T:
         """``fn(conn)``'s result; :class:`Unavailable` when the database is not there."""
@@ -42,6 +51,7 @@ class Reader:
             raise Unavailable(f"the database did not answer within {timeout:g} s") from None
 
     def _call(self, fn):
+        self._thread = threading.current_thread()
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = open_connection(
@@ -50,8 +60,12 @@ class Reader:
                     statement_timeout=self._statement_timeout,
                 )
             try:
-                value = fn(self._conn)
-                self._conn.commit()
+                # Half a second past the server's own timeout: before a caller's wait ends
+                # (/healthz: 3 s), so its retry on a new connection can still answer.
+                deadline = self._statement_timeout + min(WATCHDOG_SLACK, 0.5)
+                with self._watchdog.guard(self._conn, deadline, "a read"):
+                    value = fn(self._conn)
+                    self._conn.commit()
                 return value
             except psycopg2.Error as exc:
                 lost = is_connection_error(exc)
@@ -63,10 +77,13 @@ class Reader:
                 raise Unavailable(f"database read failed: {' '.join(str(exc).split())}") from None
         raise AssertionError("unreachable")
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        close_quietly(self._conn)
-        self._conn = None
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread and close the connection; at most ``timeout`` s (then aborted)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        thread = self._thread
+        if thread is None or self._watchdog.join(thread, timeout, log.warning):
+            close_quietly(self._conn)
+            self._conn = None
 
 
 def ping(conn) -> bool:

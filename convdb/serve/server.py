@@ -21,8 +21,15 @@ import tempfile
 import psycopg2
 
 from ..config import mask_url
-from ..db import describe_connect_error, resolve_url
+from ..db import resolve_url
 from ..exceptions import ConfigError, DatabaseError
+from ..pgconnect import (
+    connect_hint,
+    connect_params,
+    describe_connect_error,
+    no_writable_host,
+    role_of,
+)
 from .settings import load_serve_settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -61,15 +68,26 @@ def serve_command(port: int) -> list[str]:
     ]
 
 
-def check_database(url: str) -> None:
-    """The database answers and has the receiver's tables; else a clear error."""
+def check_database(url: str, echo=print) -> None:
+    """The database answers and has the receiver's tables; else a clear error.
+
+    Hosts that all answer as standbys (a failover under way) are no error:
+    the receiver starts, answers 503 until one is promoted, and says why.
+    """
+    params = connect_params(url, role_of(url))
     try:
-        conn = psycopg2.connect(url, connect_timeout=5)
+        conn = psycopg2.connect(url, **params)
     except psycopg2.Error as exc:
-        raise DatabaseError(
-            describe_connect_error(url, exc),
-            hint="Check DATABASE_URL and that the server is running.",
-        ) from None
+        if not no_writable_host(exc):
+            raise DatabaseError(describe_connect_error(url, exc), hint=connect_hint(exc)) from None
+        echo(
+            f"convdb serve: {describe_connect_error(url, exc)}; answering 503 until a host is "
+            "promoted"
+        )
+        try:
+            conn = psycopg2.connect(url, **{**params, "target_session_attrs": "any"})
+        except psycopg2.Error as again:
+            raise DatabaseError(describe_connect_error(url, again)) from None
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('webhook_endpoints') IS NOT NULL")
@@ -107,7 +125,7 @@ def run(
     settings = load_serve_settings()  # a bad variable stops here, not in every worker
     adapters = load()
     url = url or resolve_url()
-    check_database(url)
+    check_database(url, echo)
     # The worker processes build their app from the environment.
     os.environ["DATABASE_URL"] = url
     echo(

@@ -126,6 +126,48 @@ def test_a_closed_writer_refuses_new_rows_as_unavailable(db_url, endpoint_ids):
         asyncio.run(writer.store(endpoint_ids[0], "k", Delivery("x", {}, "k"), timeout=5))
 
 
+def test_a_commit_lost_with_its_connection_is_never_answered_as_stored(
+    server, db_url, endpoint_ids
+):
+    """The connection dies during the group's commit (its transaction rolled back) and the
+    database refuses a new one: every row of the group is unavailable (503), not stored."""
+    from convdb.serve.pg import Unavailable
+
+    name = db_url.rsplit("/", 1)[1]
+
+    class CutAtCommit(GroupWriter):
+        def _store(self, conn, group):
+            found = super()._store(conn, group)
+            pid = conn.info.backend_pid
+            server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            server.execute(f"SELECT pg_terminate_backend({pid})")
+            return found
+
+    first = endpoint_ids[0]
+    writer = CutAtCommit(db_url, retry_interval=60)
+    items = [
+        (first, f"hook:{first}:cut{i}", Delivery("message.received", {"i": i}, f"cut{i}"))
+        for i in range(3)
+    ]
+
+    async def attempt(item):
+        try:
+            return await writer.store(*item, timeout=10)
+        except Unavailable:
+            return "unavailable"
+
+    async def all_at_once():
+        return await asyncio.gather(*(attempt(item) for item in items))
+
+    try:
+        results = asyncio.run(all_at_once())
+    finally:
+        server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        writer.close()
+    assert results == ["unavailable"] * 3
+    assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 0
+
+
 def test_stored_events_are_counted_per_endpoint_and_hour(db_url, endpoint_ids):
     """The console's counters (migration 050): stored events only, per endpoint, one row
     per hour and backend; a redelivery is not counted again."""

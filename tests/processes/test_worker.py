@@ -247,6 +247,27 @@ def test_lost_connection_mid_batch_reconnects_and_redoes_the_batch(db_url):
     assert counters.dead == 0
 
 
+def test_a_write_refused_as_on_a_standby_discards_the_connection_never_dead(db_url):
+    """SQLSTATE 25006 (read-only transaction: the connection is on a standby) is no event's
+    fault: the connection is dropped, the batch given back with its attempts, nothing dead."""
+    calls = []
+
+    def demoted(event):
+        calls.append(event.payload["n"])
+        if event.payload["n"] == 2 and calls.count(2) == 1:
+            convdb_db.database.execute_sql("SET TRANSACTION READ ONLY")  # as on a standby
+        convdb_db.database.execute_sql("INSERT INTO customers (name) VALUES (%s)", (str(calls),))
+
+    fill(db_url, [{"n": n} for n in range(1, 5)], event_type="k")
+    lines = []
+    counters = run(db_url, handlers={"k": demoted}, config=quiet(), echo=lines.append)
+    assert any("read-only transaction" in line and "reconnecting" in line for line in lines)
+    assert status_counts(db_url) == {"done": 4}
+    assert query(db_url, "SELECT attempts FROM inbound_events ORDER BY id") == [(1,)] * 4
+    assert scalar(db_url, "SELECT count(*) FROM customers") == 4
+    assert counters.dead == 0 and counters.released == 4
+
+
 def test_enqueue_in_process_then_burst_on_the_canonical_handlers(db_url):
     database = convdb_db.open_database(db_url)
     convdb_db.init(database)

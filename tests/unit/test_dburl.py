@@ -58,3 +58,34 @@ def test_short_passwords_are_masked_as_words_only():
     assert mask_url(url) == "postgresql://u:***@h/d?foo=1"
     assert redact("Fix x; the xylophone", url) == "Fix ***; the xylophone"
     assert redact("a Zq8-long-password! b", "postgresql://u:Zq8-long-password!@h/d") == "a *** b"
+
+
+def test_hosts_of_a_multi_host_url_in_libpq_order():
+    from convdb.dburl import hosts
+
+    url = "postgresql://u:pw@h1:5432,[::1]:5433,%2Frun%2Fpg:5434/db?target_session_attrs=read-write"
+    assert [(h.label, h.params) for h in hosts(url)] == [
+        ("h1:5432", {"host": "h1", "port": "5432"}),
+        ("[::1]:5433", {"host": "::1", "port": "5433"}),
+        ("/run/pg:5434", {"host": "/run/pg", "port": "5434"}),
+    ]
+    assert [h.label for h in hosts("postgresql://h1,h2/db")] == ["h1:5432", "h2:5432"]
+    assert [h.label for h in hosts("postgresql://h1,h2/db?port=6000")] == ["h1:6000", "h2:6000"]
+    assert [h.label for h in hosts("postgresql:///db")] == ["local socket:5432"]
+    assert mask_url(url) == url.replace(":pw@", ":***@")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://h1,h2,h3/db?port=1,2", "has 2 ports for 3 hosts"),
+        ("postgresql://h1/db?target_session_attrs=writable", "target_session_attrs='writable'"),
+        ("postgresql://" + ",".join(f"h{i}" for i in range(40)) + "/db", "40 hosts, more than 32"),
+    ],
+)
+def test_multi_host_mistakes_are_refused_before_libpq_sees_them(url, message):
+    with pytest.raises(ConfigError) as caught:
+        validate_url(url.replace("postgresql://", f"postgresql://u:{PIECE}pw@"), "CONVDB_READ_URL")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("CONVDB_READ_URL")  # the variable it came from
+    assert PIECE not in str(caught.value)
