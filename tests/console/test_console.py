@@ -402,7 +402,7 @@ def test_search_from_the_customer_page_pages_by_keyset_and_keeps_the_words_out_o
     with client(db_url) as http:
         login(http, READONLY_PASSWORD)  # a read: the read-only session may search
         page = http.get(f"/customers/{customer}").text
-        assert 'action="/customers/%d/search"' % customer in page
+        assert f'action="/customers/{customer}/search"' in page
         csrf = token(page)
         first = http.post(f"/customers/{customer}/search", data={"csrf": csrf, "q": "refund"})
         assert first.status_code == 200
