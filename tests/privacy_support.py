@@ -76,17 +76,57 @@ SELECT c.table_schema, c.table_name, c.column_name
 
 
 def scan(db, needles: list[str]) -> list[tuple[str, str, str, str]]:
-    """(table, column, needle, text) of every row holding a needle (case-insensitive)."""
+    """(table, column, needle, ctid) of every row holding a needle (case-insensitive)."""
     found = []
     for schema, table, column in db.execute_sql(TEXT_COLUMNS).fetchall():
         for needle in needles:
             rows = db.execute_sql(
-                f'SELECT "{column}"::text FROM "{schema}"."{table}" '
+                f'SELECT ctid::text FROM "{schema}"."{table}" '
                 f'WHERE strpos(lower("{column}"::text), lower(%s)) > 0',
                 (needle,),
             ).fetchall()
             found += [(table, column, needle, r[0]) for r in rows]
     return found
+
+
+# The customers whose data holds or references a row, by table (%s: the row's ctid).
+_OWNERS = {
+    "email_addresses": "SELECT ca.customer_id FROM email_addresses d "
+    "JOIN contact_addresses ca ON ca.email_address_id = d.id WHERE d.ctid = %s::tid",
+    "phone_numbers": "SELECT ca.customer_id FROM phone_numbers d "
+    "JOIN contact_addresses ca ON ca.phone_number_id = d.id WHERE d.ctid = %s::tid",
+    "email_bodies": "SELECT c.customer_id FROM email_bodies d JOIN messages m "
+    "ON m.email_body_id = d.id JOIN conversations c ON c.id = m.conversation_id "
+    "WHERE d.ctid = %s::tid",
+    "xms_bodies": "SELECT c.customer_id FROM xms_bodies d JOIN messages m "
+    "ON m.xms_body_id = d.id JOIN conversations c ON c.id = m.conversation_id "
+    "WHERE d.ctid = %s::tid",
+    "attachment_urls": "SELECT c.customer_id FROM attachment_urls d "
+    "JOIN attachments a ON a.url_id = d.id JOIN message_attachments ma "
+    "ON ma.attachment_id = a.id JOIN messages m ON m.id = ma.message_id "
+    "JOIN conversations c ON c.id = m.conversation_id WHERE d.ctid = %s::tid",
+    "attachments": "SELECT c.customer_id FROM attachments d "
+    "JOIN message_attachments ma ON ma.attachment_id = d.id JOIN messages m "
+    "ON m.id = ma.message_id JOIN conversations c ON c.id = m.conversation_id "
+    "WHERE d.ctid = %s::tid",
+    "inbound_events": "SELECT c.id FROM inbound_events d JOIN customers c "
+    "ON c.key = d.payload -> 'customer' ->> 'key' WHERE d.ctid = %s::tid",
+}
+
+
+def owners(db, table: str, ctid: str) -> set[int]:
+    """The customers whose data is, or references, that row (empty: nobody's known)."""
+    sql = _OWNERS.get(table)
+    if sql is None:
+        has_customer = db.execute_sql(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = %s "
+            "AND column_name = 'customer_id'",
+            (table,),
+        ).fetchone()
+        if not has_customer:
+            return set()
+        sql = f'SELECT customer_id FROM "{table}" WHERE ctid = %s::tid'
+    return {r[0] for r in db.execute_sql(sql, (ctid,)).fetchall()}
 
 
 def scan_files(root: Path, needles: list[bytes]) -> list[tuple[Path, bytes]]:

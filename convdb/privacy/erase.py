@@ -198,12 +198,12 @@ def delete_events(db: peewee.Database, events: list, replay_days: int) -> int:
     if not events:
         return 0
     ids = sorted(e[0] for e in events)
-    keys = sorted({hashlib.sha256(k.encode()).digest() for _, k in events if k})
+    keys = sorted({hashlib.sha256(k.encode()).hexdigest() for _, k in events if k})
     if keys:
         db.execute_sql(
             """
 INSERT INTO erased_event_keys (key_hash, expires_at)
-SELECT k, now() + make_interval(days => %s) FROM unnest(%s::bytea[]) AS u(k)
+SELECT decode(k, 'hex'), now() + make_interval(days => %s) FROM unnest(%s::text[]) AS u(k)
     ON CONFLICT (key_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at""",
             (replay_days, Array(keys)),
         )
