@@ -55,7 +55,7 @@ SELECT m.id FROM conversations c
 
 _EMPTY_CONVERSATIONS = """
 SELECT c.id FROM conversations c
- WHERE c.customer_id = %s AND c.message_count = 0 AND c.created_at < %s
+ WHERE c.customer_id = %s AND c.message_count = 0
  ORDER BY c.id
  LIMIT %s
    FOR UPDATE SKIP LOCKED
@@ -66,7 +66,7 @@ _ORPHAN_CONTACTS = """
 SELECT ct.id, ca.email_address_id, ca.phone_number_id
   FROM contacts ct
   LEFT JOIN contact_addresses ca ON ca.contact_id = ct.id
- WHERE ct.customer_id = %s AND ct.created_at < %s
+ WHERE ct.customer_id = %s
    AND NOT EXISTS (SELECT 1 FROM conversation_participants p WHERE p.contact_id = ct.id)
    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.sender_id = ct.id)
    AND ct.id > %s
@@ -123,9 +123,9 @@ def _batch_messages(db, customer_id: int, cutoff: dt.datetime, size: int, counts
     return len(ids)
 
 
-def _batch_conversations(db, customer_id: int, cutoff, size: int, counts) -> int:
+def _batch_conversations(db, customer_id: int, size: int, counts) -> int:
     with db.atomic():
-        ids = [r[0] for r in db.execute_sql(_EMPTY_CONVERSATIONS, (customer_id, cutoff, size))]
+        ids = [r[0] for r in db.execute_sql(_EMPTY_CONVERSATIONS, (customer_id, size))]
         if ids:
             counts["conversations"] = (
                 counts.get("conversations", 0)
@@ -137,10 +137,10 @@ def _batch_conversations(db, customer_id: int, cutoff, size: int, counts) -> int
     return len(ids)
 
 
-def _batch_contacts(db, customer_id: int, cutoff, size: int, after: int, counts) -> int | None:
+def _batch_contacts(db, customer_id: int, size: int, after: int, counts) -> int | None:
     """One batch of contacts left in nothing; the last id looked at, None when done."""
     with db.atomic():
-        rows = db.execute_sql(_ORPHAN_CONTACTS, (customer_id, cutoff, after, size)).fetchall()
+        rows = db.execute_sql(_ORPHAN_CONTACTS, (customer_id, after, size)).fetchall()
         if not rows:
             return None
         candidates = gc.Candidates.empty()
@@ -170,11 +170,11 @@ def _apply_one(db, customer_id: int, days: int, batch: int, now: dt.datetime) ->
     files: list[str] = []
     while _batch_messages(db, customer_id, cutoff, batch, counts, files) == batch:
         pass
-    while _batch_conversations(db, customer_id, cutoff, batch, counts) == batch:
+    while _batch_conversations(db, customer_id, batch, counts) == batch:
         pass
     after: int | None = 0
     while after is not None:
-        after = _batch_contacts(db, customer_id, cutoff, batch, after, counts)
+        after = _batch_contacts(db, customer_id, batch, after, counts)
     if files:
         counts["files"] = gc.delete_files(db, files, started)
     counts = {k: v for k, v in counts.items() if v}
