@@ -175,7 +175,9 @@ def test_erasure_racing_ingestion_of_the_same_address(db_url):
     assert (
         scalar(
             db_url,
-            "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id JOIN customers cu ON cu.id = c.customer_id WHERE cu.key = 'acme' AND m.direction = 'inbound'",
+            "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "JOIN customers cu ON cu.id = c.customer_id "
+            "WHERE cu.key = 'acme' AND m.direction = 'inbound'",
         )
         == 0
     )
