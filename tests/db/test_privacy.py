@@ -328,3 +328,76 @@ def test_retention_deletes_old_messages_in_batches_counters_exact(db, history):
     assert apply_retention(db, now=now) == {}
     with pytest.raises(ConvdbError):
         set_retention(db, "acme", 0)
+
+
+def test_erasure_waits_for_the_replicas_and_says_when_one_is_late(db_url, db, history, monkeypatch):
+    """CONVDB_READ_URL: the erasure waits until every host has replayed it. A host
+    that does not (here: nothing listens) is named, and the command exits 3 after
+    committing; a host that has it (the primary itself) lets it exit 0."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("CONVDB_REPLAY_TIMEOUT", "1")
+    monkeypatch.setenv("CONVDB_DB_CONNECT_TIMEOUT", "2")
+    monkeypatch.setenv("CONVDB_READ_URL", "postgresql://postgres@127.0.0.1:1/nothing")
+    late = CliRunner().invoke(cli, ["erase", "contact", "acme", JANE])
+    assert late.exit_code == 3, late.output
+    assert "erased: " in late.output and "NOT replayed" in late.output
+    assert count(db, "erasures") == 1  # committed all the same
+    monkeypatch.setenv("CONVDB_READ_URL", db_url)
+    fine = CliRunner().invoke(cli, ["erase", "contact", "globex", JANE])
+    assert fine.exit_code == 0, fine.output
+    assert "NOT replayed" not in fine.output
+
+
+def test_queue_purge_defaults_to_the_setting_and_expires_erased_keys(db_url, db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("CONVDB_QUEUE_DONE_DAYS", "3")
+    for age, key in ((2, "young"), (4, "old")):
+        db.execute_sql(
+            "INSERT INTO inbound_events (event_type, payload, idempotency_key, status, "
+            "processed_at) VALUES ('x', '{}', %s, 'done', now() - make_interval(days => %s))",
+            (key, age),
+        )
+    db.execute_sql(
+        "INSERT INTO erased_event_keys VALUES (sha256('a'), now() - interval '1 s'), "
+        "(sha256('b'), now() + interval '1 day')"
+    )
+    result = CliRunner().invoke(cli, ["queue", "purge"])
+    assert result.exit_code == 0, result.output
+    assert "purged 1 done event(s) older than 3d" in result.output
+    assert rows(db, "SELECT idempotency_key FROM inbound_events") == [("young",)]
+    assert count(db, "erased_event_keys") == 1
+
+
+def _migration(name: str):
+    import importlib.util
+
+    from ..support import REPO
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "migrations" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_migration_040_fills_in_old_senders_from_payloads_and_one_sided_conversations(db):
+    group = [
+        event(1, "acme", JANE, "support@acme.example,bob@example.com", "hi", key="g"),
+        event(
+            2, "acme", "bob@example.com", "support@acme.example,jane.doe@example.com", "yo", key="g"
+        ),
+        event(3, "acme", "carol@example.com", "support@acme.example", "alone"),
+        event(
+            4, "acme", "support@acme.example", "carol@example.com", "reply", direction="outbound"
+        ),
+    ]
+    ingest(db, group)
+    _enqueue(db, dict(group[0], **{"from": {"address": " JANE.DOE@example.com"}}), "k1", "done")
+    expected = rows(db, "SELECT id, sender_id FROM messages ORDER BY id")
+    db.execute_sql("UPDATE messages SET sender_id = NULL")
+    m040 = _migration("040_message_sender")
+    db.execute_sql(m040.BACKFILL_FROM_EVENTS)
+    db.execute_sql(m040.BACKFILL_FROM_PARTICIPANTS)
+    got = rows(db, "SELECT id, sender_id FROM messages ORDER BY id")
+    # message 1 from its payload; 2 unknown (a group conversation, its event purged);
+    # 3 and 4 from their one-contact conversation (inbound: the contact; outbound: ours)
+    assert got == [expected[0], (expected[1][0], None), expected[2], expected[3]]

@@ -1,0 +1,55 @@
+"""The worker runs retention and the done-event purge on its schedule
+(CONVDB_RETENTION_INTERVAL), in a real process."""
+
+from __future__ import annotations
+
+import signal
+
+from convdb.testing import query, scalar
+
+from ..privacy_support import event
+from ..support import ACTUAL, STORED, fill, process_env, wait_until
+from ..support import BIN, REPO
+
+import subprocess
+
+
+def test_the_worker_applies_retention_and_purges_done_events_on_schedule(db_url):
+    fill(
+        db_url,
+        [
+            event(1, "acme", "old@example.com", "support@acme.example", "from 2025"),
+            event(2, "globex", "old@example.com", "help@globex.example", "kept: no policy"),
+        ],
+    )
+    worker = subprocess.Popen(
+        [str(BIN / "convdb"), "queue-worker", "-q", "--poll-interval", "0.1"],
+        cwd=REPO,
+        env=process_env(db_url, {"CONVDB_RETENTION_INTERVAL": "1", "CONVDB_QUEUE_DONE_DAYS": "1"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: scalar(db_url, "SELECT count(*) FROM messages") == 2, timeout=30)
+        query(
+            db_url,
+            "INSERT INTO retention_policies (customer_id, days) "
+            "SELECT id, 30 FROM customers WHERE key = 'acme'",
+        )
+        query(db_url, "UPDATE inbound_events SET processed_at = now() - interval '2 days'")
+        wait_until(
+            lambda: (
+                scalar(db_url, "SELECT count(*) FROM messages") == 1
+                and scalar(db_url, "SELECT count(*) FROM inbound_events") == 0
+            ),
+            timeout=30,
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "maintenance failed" not in err
+    assert query(db_url, "SELECT body_text FROM conversation_messages") == [("kept: no policy",)]
+    assert query(db_url, STORED) == query(db_url, ACTUAL)
+    assert query(db_url, "SELECT kind FROM erasures") == [("retention",)]
