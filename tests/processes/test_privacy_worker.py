@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 
 from convdb.testing import query, scalar
 
 from ..privacy_support import event
-from ..support import ACTUAL, STORED, fill, process_env, wait_until
-from ..support import BIN, REPO
-
-import subprocess
+from ..support import ACTUAL, BIN, REPO, STORED, fill, process_env, wait_until
 
 
 def test_the_worker_applies_retention_and_purges_done_events_on_schedule(db_url):
