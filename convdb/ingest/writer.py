@@ -26,10 +26,10 @@ handful of round trips and no planning. The rules, in order:
 5. addresses and contacts (:mod:`convdb.ingest.contacts`): the customer's
    own address is a participant with the role ``customer``, the other side's
    addresses with the role ``contact``;
-6. bodies in ``email_bodies`` or ``xms_bodies`` (an empty body has none),
-   then participants and messages in one statement, then attachments and
-   their URLs (``attachment_urls``). Dedup rows go through
-   :func:`convdb.dedup.intern_values`.
+6. bodies in ``email_bodies`` or ``xms_bodies`` (an empty body has none)
+   and attachment URLs (``attachment_urls``), then participants and
+   messages (with their sender, ``sender_id``) in one statement, then
+   attachments. Dedup rows go through :func:`convdb.dedup.intern_values`.
 
 "First" is the order of the messages: whatever the batch's size or split,
 the same messages in the same order write the same rows (ids aside).
@@ -39,9 +39,12 @@ statement-level triggers keep them for every writer (``docs/ingestion.md``).
 
 Concurrency: unique constraints and ``ON CONFLICT`` keep concurrent workers
 from creating anything twice, and every insert takes its keys in sorted
-order. Existing rows are read, not locked, but for the contacts whose name
-a batch learns and, in the counter triggers, the conversations: both in id
-order. A 64-bit hash collision raises
+order. Existing rows are read without a lock, then the ones a batch will
+reference are locked ``FOR KEY SHARE`` (customers, providers,
+conversations, addresses, contacts, bodies, URLs, in that order, each by
+id) so that an erasure cannot delete them under it (``docs/privacy.md``,
+Concurrency); the contacts whose name a batch learns and, in the counter
+triggers, the conversations are locked for update, in id order. A 64-bit hash collision raises
 :class:`~convdb.exceptions.DedupCollisionError` for the whole batch (the
 worker's per-event fallback then sends only the culprit ``dead``); any error
 aborts the whole batch.
