@@ -167,8 +167,10 @@ def export_contact(
     """
     if address is not None:
         normalize_address(address)
+    outer = db.in_transaction()
     with db.atomic():
-        db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if not outer:  # inside a caller's transaction, its snapshot is the one read
+            db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         customer_id = customer_id_of(db, customer_key)
         found = find_contact(db, customer_id, address, contact_id)
         contacts = [] if found is None else [_contact(db, customer_key, found)]
