@@ -51,3 +51,33 @@ def test_the_worker_applies_retention_and_purges_done_events_on_schedule(db_url)
     assert query(db_url, "SELECT body_text FROM conversation_messages") == [("kept: no policy",)]
     assert query(db_url, STORED) == query(db_url, ACTUAL)
     assert query(db_url, "SELECT kind FROM erasures") == [("retention",)]
+
+
+def test_a_redelivery_to_the_receiver_after_erasure_is_acknowledged_and_dropped(db_url):
+    """Through a real `convdb serve`: the same delivery (same webhook-id) after an
+    erasure is answered 2xx and brings nothing back; a new message is new data."""
+    from convdb.db import open_database
+    from convdb.privacy import erase_contact
+
+    from ..serve_support import serving
+    from ..support import example
+
+    jane = example(message_id="jane-1", body="please forget me")
+    jane["from"] = {"address": "jane@example.com", "name": "Jane"}
+    server, sender = serving(db_url)
+    burst = [str(BIN / "convdb"), "queue-worker", "--burst", "-q"]
+    with server, server.client() as client:
+        assert sender.post(client, jane, msg_id="msg_jane_1").status_code == 200
+        subprocess.run(burst, env=process_env(db_url), cwd=REPO, check=True, timeout=120)
+        assert scalar(db_url, "SELECT count(*) FROM messages") == 1
+        db = open_database(db_url)
+        try:
+            assert erase_contact(db, "acme", "jane@example.com").counts["events"] == 1
+        finally:
+            db.close()
+        again = sender.post(client, jane, msg_id="msg_jane_1")
+        assert again.status_code == 200, again.text
+        fresh = sender.post(client, dict(jane, message_id="jane-2"), msg_id="msg_jane_2")
+        assert fresh.status_code == 200, fresh.text
+    subprocess.run(burst, env=process_env(db_url), cwd=REPO, check=True, timeout=120)
+    assert query(db_url, "SELECT provider_message_id FROM messages") == [("jane-2",)]
