@@ -401,3 +401,22 @@ def test_migration_040_fills_in_old_senders_from_payloads_and_one_sided_conversa
     # message 1 from its payload; 2 unknown (a group conversation, its event purged);
     # 3 and 4 from their one-contact conversation (inbound: the contact; outbound: ours)
     assert got == [expected[0], (expected[1][0], None), expected[2], expected[3]]
+
+
+def test_export_and_retention_through_the_cli(db_url, db, history, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.delenv("CONVDB_READ_URL", raising=False)
+    runner = CliRunner()
+    exported = runner.invoke(cli, ["export", "contact", "acme", JANE])
+    assert exported.exit_code == 0, exported.output
+    document = json.loads(exported.output)
+    assert document["format"] == EXPORT_FORMAT and len(document["contacts"]) == 1
+    assert runner.invoke(cli, ["retention", "list"]).output.strip() == "no retention policy set"
+    assert runner.invoke(cli, ["retention", "set", "acme", "--days", "30"]).exit_code == 0
+    assert runner.invoke(cli, ["retention", "list"]).output.strip() == "acme: 30 day(s)"
+    applied = runner.invoke(cli, ["retention", "apply"])
+    assert applied.exit_code == 0, applied.output
+    assert "acme: deleted " in applied.output and "messages 4" in applied.output  # from 2025
+    assert runner.invoke(cli, ["retention", "set", "acme", "--none"]).exit_code == 0
+    assert rows(db, "SELECT count(*) FROM retention_policies") == [(0,)]
+    assert rows(db, STORED) == rows(db, ACTUAL)
