@@ -420,3 +420,45 @@ def test_export_and_retention_through_the_cli(db_url, db, history, monkeypatch):
     assert runner.invoke(cli, ["retention", "set", "acme", "--none"]).exit_code == 0
     assert rows(db, "SELECT count(*) FROM retention_policies") == [(0,)]
     assert rows(db, STORED) == rows(db, ACTUAL)
+
+
+def test_a_reader_never_sees_a_half_erased_person(db_url, db):
+    """One transaction: a concurrent reader sees the person whole, or not at all."""
+    import threading
+    import time
+
+    import psycopg2
+
+    ingest(
+        db,
+        [
+            event(i, "acme", JANE, "support@acme.example", f"message {i}", key=f"k{i % 50}")
+            for i in range(2000)
+        ],
+    )
+    seen: set[tuple] = set()
+    done = threading.Event()
+
+    def read() -> None:
+        conn = psycopg2.connect(db_url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not done.is_set():
+                cur.execute(
+                    "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM conversations),"
+                    " (SELECT count(*) FROM contacts WHERE display_name IS NULL"
+                    "  OR display_name <> 'Acme'), (SELECT count(*) FROM email_bodies)"
+                )
+                seen.add(cur.fetchone())
+        conn.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        erase_contact(db, "acme", JANE)
+        time.sleep(0.2)  # and read after the commit too
+    finally:
+        done.set()
+        reader.join()
+    assert seen <= {(2000, 50, 1, 2000), (0, 0, 0, 0)}, seen
+    assert (0, 0, 0, 0) in seen
