@@ -253,15 +253,6 @@ def _audit(db, result: ErasureResult, customer_key: str | None, started: dt.date
     )
 
 
-def _lock(db, table: str, ids, strength: str = "UPDATE") -> None:
-    wanted = sorted(set(ids))
-    if wanted:
-        db.execute_sql(
-            f"SELECT 1 FROM {table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR {strength}",
-            (Array(wanted),),
-        )
-
-
 def _column(db, sql: str, *params) -> list:
     return [r[0] for r in db.execute_sql(sql, params).fetchall()]
 
@@ -310,10 +301,10 @@ def _erase_contact(
         contact_id,
         contact_id,
     )
-    _lock(db, "conversations", conversations)
-    _lock(db, "email_addresses", email_ids)
-    _lock(db, "phone_numbers", phone_ids)
-    _lock(db, "contacts", [contact_id])
+    gc.lock(db, "conversations", conversations)
+    gc.lock(db, "email_addresses", email_ids)
+    gc.lock(db, "phone_numbers", phone_ids)
+    gc.lock(db, "contacts", [contact_id])
     # Under these locks no message of theirs, and none in these conversations, can be added.
     alone = [r[0] for r in db.execute_sql(_ALONE, {"c": contact_id}).fetchall()]
     candidates = gc.Candidates.empty()
@@ -367,7 +358,7 @@ def _erase_customer(db, customer_id: int, customer_key: str, replay_days: int) -
         ).fetchall()
     ]
     counts["events"] = delete_events(db, events, replay_days)
-    _lock(db, "customers", [customer_id])
+    gc.lock(db, "customers", [customer_id])
     candidates = gc.Candidates.empty()
     rows = db.execute_sql(
         "SELECT email_address_id, phone_number_id FROM contact_addresses WHERE customer_id = %s",
@@ -376,7 +367,7 @@ def _erase_customer(db, customer_id: int, customer_key: str, replay_days: int) -
     candidates.add("email_addresses", (r[0] for r in rows))
     candidates.add("phone_numbers", (r[1] for r in rows))
     conversations = _column(db, "SELECT id FROM conversations WHERE customer_id = %s", customer_id)
-    _lock(db, "conversations", conversations)
+    gc.lock(db, "conversations", conversations)
     gc.lock(db, "email_addresses", candidates.rows["email_addresses"])
     gc.lock(db, "phone_numbers", candidates.rows["phone_numbers"])
     where = "m.conversation_id = ANY(%s::bigint[])"
