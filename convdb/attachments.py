@@ -44,6 +44,7 @@ operator, and installing a plugin must never move where the bytes go.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import importlib
 import os
@@ -161,6 +162,13 @@ class AttachmentStore:
         """Raise :class:`StoreUnavailable` when the store cannot be written now (the
         receiver's ``/healthz`` calls it, on a thread). The default checks nothing."""
 
+    def delete(self, url: str, not_after: dt.datetime | None = None) -> bool:
+        """Remove the bytes of ``url`` (erasure and retention, :mod:`convdb.privacy.gc`);
+        whether they were removed. Bytes committed again after ``not_after``
+        (a request storing the same file meanwhile) are kept. The default
+        removes nothing: a store of a plugin's deletes by overriding this."""
+        return False
+
     def put(self, data: bytes, content_type: str | None, filename: str | None):
         """Store ``data`` at once (begin, write, commit)."""
         writer = self.begin(content_type, filename)
@@ -190,6 +198,29 @@ class LocalStore(AttachmentStore):
         if digest is None:
             raise FileNotFoundError(f"not a stored attachment URL: {url[:80]!r}")
         return open(self.path_of(digest), "rb")
+
+    def delete(self, url: str, not_after: dt.datetime | None = None) -> bool:
+        """Moved aside first, then looked at: a writer that committed the same bytes
+        before the move touched the file (kept, put back); one that commits
+        after it finds no file and writes its own."""
+        digest = digest_of(url)
+        if digest is None:
+            return False
+        final = self.path_of(digest)
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        aside = self.root / "tmp" / f"erase-{digest}-{os.getpid()}"
+        try:
+            os.replace(final, aside)
+        except FileNotFoundError:
+            return False
+        touched = dt.datetime.fromtimestamp(aside.stat().st_mtime, dt.UTC)
+        if not_after is not None and touched > not_after:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, final)  # a writer may already have put its own copy back
+            aside.unlink()
+            return False
+        aside.unlink()
+        return True
 
     def check(self) -> None:
         """A file can be created in the store's folder (and is removed)."""
@@ -240,7 +271,7 @@ class _LocalWriter(AttachmentWriter):
         digest = self._hash.hexdigest()
         final = self._store.path_of(digest)
         with _writing(self._store):
-            if final.exists():  # stored once: the same bytes are already there, durably
+            if _touch(final):  # stored once: the same bytes are already there, durably
                 self._file.close()
                 self._path.unlink(missing_ok=True)
             else:
@@ -259,6 +290,16 @@ class _LocalWriter(AttachmentWriter):
             if not self._file.closed:
                 self._file.close()
             self._path.unlink(missing_ok=True)
+
+
+def _touch(path: Path) -> bool:
+    """Whether ``path`` exists; its time set to now, so an erasure removing the same
+    bytes at this moment keeps them (:meth:`LocalStore.delete`)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

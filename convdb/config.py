@@ -125,6 +125,11 @@ class Settings:
     console_session_minutes: int = 30
     console_session_hours: int = 12
     console_login_attempts: int = 5
+    # privacy and retention (convdb.privacy)
+    queue_done_days: int = 7
+    erasure_replay_days: int = 30
+    retention_interval: int = 3600
+    retention_batch: int = 1000
 
 
 @dataclass(frozen=True)
@@ -521,6 +526,34 @@ SETTINGS += (
         "5",
         integer(1, 1000),
         "console: failed logins allowed per client address per 5 minutes (429 after)",
+    ),
+    Setting(
+        "CONVDB_QUEUE_DONE_DAYS",
+        "queue_done_days",
+        "7",
+        integer(1, 3650),
+        "done queue events (their payloads hold personal data) are purged after this many days",
+    ),
+    Setting(
+        "CONVDB_ERASURE_REPLAY_DAYS",
+        "erasure_replay_days",
+        "30",
+        integer(1, 3650),
+        "days an erased event's key (hashed) is kept, so a provider's redelivery is dropped",
+    ),
+    Setting(
+        "CONVDB_RETENTION_INTERVAL",
+        "retention_interval",
+        "3600",
+        integer(0, 7 * 86400),
+        "seconds between the worker's retention runs and done-event purges; 0: never",
+    ),
+    Setting(
+        "CONVDB_RETENTION_BATCH",
+        "retention_batch",
+        "1000",
+        integer(1, 100_000),
+        "messages deleted per retention transaction",
     ),
 )
 

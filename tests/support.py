@@ -91,11 +91,12 @@ def snapshot(rows) -> dict[str, list]:
     return {name: sorted(rows(sql), key=repr) for name, sql in SNAPSHOT.items()}
 
 
-def migrate_before(url: str, number: str) -> None:
-    """Migrate the core at ``url`` up to, not including, migration ``number`` ("023")."""
+def migrate_before(url: str, number: str, *, force: bool = False) -> None:
+    """Migrate the core at ``url`` up to, not including, migration ``number`` ("023");
+    ``force``: even when that drops stored data."""
     migrate_lib.run(url, echo=lambda _: None)
     later = [n for n in CORE.modules() if n >= number]
-    migrate_lib.rollback(url, count=len(later), echo=lambda _: None)
+    migrate_lib.rollback(url, count=len(later), echo=lambda _: None, force=force)
 
 
 def run_cli(

@@ -19,6 +19,7 @@ from ..dburl import redact, redact_log_records
 from ..exceptions import ConvdbError
 from . import console as console_cli
 from . import migrate, misc, providers, queue, serve, squash
+from . import privacy as privacy_cli
 from . import search as search_cli
 
 _CLICK_FLOW = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
@@ -93,6 +94,11 @@ for command in (
 # search (issue 19)
 cli.add_command(search_cli.search)
 cli.add_command(search_cli.search_reindex)
+
+# privacy and retention (issue 18)
+cli.add_command(privacy_cli.erase)
+cli.add_command(privacy_cli.export)
+cli.add_command(privacy_cli.retention)
 
 
 def main() -> None:

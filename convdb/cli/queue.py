@@ -171,14 +171,19 @@ def queue_retry_dead(event_type: str | None, ids: tuple[int, ...], database_url:
 @click.option(
     "--done-older-than",
     "older_than",
-    required=True,
+    default=None,
     metavar="DURATION",
-    help="Age of done events to delete, e.g. 7d, 12h, 30m.",
+    help="Age of done events to delete, e.g. 7d, 12h, 30m (default: CONVDB_QUEUE_DONE_DAYS).",
 )
 @database_url_option
-def queue_purge(older_than: str, database_url: str | None) -> None:
-    """Delete done events processed longer ago than DURATION (dead ones are kept)."""
+def queue_purge(older_than: str | None, database_url: str | None) -> None:
+    """Delete done events processed longer ago than DURATION (dead ones are kept), and
+    erased events' keys past their replay window. Their payloads hold personal
+    data: the worker also purges them every CONVDB_RETENTION_INTERVAL seconds."""
+    from ..config import load_settings
     from ..queue import ops
 
+    if older_than is None:
+        older_than = f"{load_settings().queue_done_days}d"
     count = ops.purge(older_than, url=database_url)
     click.echo(f"purged {count} done event(s) older than {older_than}")

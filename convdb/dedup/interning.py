@@ -46,6 +46,9 @@ __all__ = [
 
 #: SQLSTATE the triggers raise when a hash already belongs to a different value.
 COLLISION_SQLSTATE = "CV001"
+# Rounds of read, lock, insert: a row is only missed again when garbage
+# collection deletes it between each round and the next.
+_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,13 @@ class DedupTable:
     def select_sql(self) -> str:
         """(id, hash, normalized) of the stored rows among the hashes given."""
         return f"SELECT id, hash, {self.column} FROM {self.name} WHERE hash = ANY(%s::bigint[])"
+
+    @property
+    def lock_sql(self) -> str:
+        """Lock stored rows against deletion (``FOR KEY SHARE``, as a foreign key check
+        does) in id order; the ids still there. Garbage collection
+        (:mod:`convdb.privacy.gc`) deletes a row only under ``FOR UPDATE``."""
+        return f"SELECT id FROM {self.name} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR KEY SHARE"
 
     @property
     def insert_sql(self) -> str:
@@ -140,35 +150,44 @@ def intern_values(
                 f"{_preview(by_hash[key])} and {_preview(normalized)}"
             )
     ids: dict[str, int] = {}
-    hashes = sorted(by_hash)
+    todo = sorted(by_hash)
     if stored is None:
-        stored = execute(db, table.select_sql, [hashes]) if hashes else []
-    for row in stored:
-        _found(table, by_hash, ids, row)
-    missing = [h for h in hashes if by_hash[h] not in ids]
-    if not missing:
-        return ids
-    normalized = [by_hash[h] for h in missing]
-    try:
-        rows = execute(db, table.insert_sql, [[values[n] for n in normalized], missing, normalized])
-    except peewee.DatabaseError as exc:
-        error = _collision_error(exc)
-        if error is None:
-            raise
-        raise error from exc
-    for id_, key in rows:
-        if key in by_hash:
-            ids[by_hash[key]] = id_
-    lost = [h for h in missing if by_hash[h] not in ids]
-    if lost:  # stored by a concurrent transaction since we looked
-        for row in execute(db, table.select_sql, [lost]):
-            _found(table, by_hash, ids, row)
-    if len(ids) < len(by_hash):
-        raise RuntimeError(
-            f"{table.name}: {len(by_hash) - len(ids)} value(s) not found under their key "
-            "after inserting them (does the database's trigger normalize them differently?)"
-        )
-    return ids
+        stored = execute(db, table.select_sql, [todo]) if todo else []
+    for _ in range(_ATTEMPTS):
+        # Rows stored by others are locked before they are used: a row that
+        # garbage collection deleted since it was read is stored again.
+        found: dict[str, int] = {}
+        for row in stored:
+            if row[1] in by_hash:
+                _found(table, by_hash, found, row)
+        if found:
+            kept = {r[0] for r in execute(db, table.lock_sql, [sorted(found.values())])}
+            ids.update((text, id_) for text, id_ in found.items() if id_ in kept)
+        missing = [h for h in todo if by_hash[h] not in ids]
+        if not missing:
+            return ids
+        normalized = [by_hash[h] for h in missing]
+        try:
+            rows = execute(
+                db, table.insert_sql, [[values[n] for n in normalized], missing, normalized]
+            )
+        except peewee.DatabaseError as exc:
+            error = _collision_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+        for id_, key in rows:  # ours, not committed: nobody else can delete them
+            if key in by_hash:
+                ids[by_hash[key]] = id_
+        todo = [h for h in missing if by_hash[h] not in ids]
+        if not todo:
+            return ids
+        # stored by a concurrent transaction since we looked
+        stored = execute(db, table.select_sql, [todo])
+    raise RuntimeError(
+        f"{table.name}: {len(by_hash) - len(ids)} value(s) not found under their key "
+        "after inserting them (does the database's trigger normalize them differently?)"
+    )
 
 
 def _found(table: DedupTable, by_hash: dict[int, str], ids: dict[str, int], row) -> None:

@@ -96,6 +96,7 @@ def _contacts(db, channel: str, wanted: list) -> dict[tuple[int, str], int]:
         if contact is not None and (c, n) in given:
             contacts[(c, n)] = contact
             stored_names[contact] = name
+    _pin(db, sorted(set(contacts.values())))
     missing = sorted(k for k in given if k not in contacts)
     if missing:
         created = _new_contacts(
@@ -115,6 +116,7 @@ def _contacts(db, channel: str, wanted: list) -> dict[tuple[int, str], int]:
                     stored_names[contact] = name
             if any(k not in contacts for k in lost):  # ... and deleted it since: a race
                 raise TransientError("contacts: deleted while this batch was linking them")
+            _pin(db, sorted({contacts[k] for k in lost}))
     unnamed = {
         contacts[key]: name for key, name in named.items() if stored_names[contacts[key]] is None
     }
@@ -128,6 +130,16 @@ def _contacts(db, channel: str, wanted: list) -> dict[tuple[int, str], int]:
             [ids, [unnamed[i] for i in ids]],
         )
     return contacts
+
+
+# The contacts found, locked against an erasure until the batch commits (after
+# their addresses, before bodies: the order convdb.privacy.erase locks them in).
+PIN_CONTACTS = "SELECT id FROM contacts WHERE id = ANY(%s::bigint[]) ORDER BY id FOR KEY SHARE"
+
+
+def _pin(db, ids: list[int]) -> None:
+    if ids and len(run(db, PIN_CONTACTS, [ids])) < len(ids):
+        raise TransientError("contacts: erased while this batch was using them; retried")
 
 
 def _new_contacts(db, link: str, rows: list[tuple[int, int, str | None]]) -> list[tuple]:

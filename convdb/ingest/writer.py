@@ -26,10 +26,10 @@ handful of round trips and no planning. The rules, in order:
 5. addresses and contacts (:mod:`convdb.ingest.contacts`): the customer's
    own address is a participant with the role ``customer``, the other side's
    addresses with the role ``contact``;
-6. bodies in ``email_bodies`` or ``xms_bodies`` (an empty body has none),
-   then participants and messages in one statement, then attachments and
-   their URLs (``attachment_urls``). Dedup rows go through
-   :func:`convdb.dedup.intern_values`.
+6. bodies in ``email_bodies`` or ``xms_bodies`` (an empty body has none)
+   and attachment URLs (``attachment_urls``), then participants and
+   messages (with their sender, ``sender_id``) in one statement, then
+   attachments. Dedup rows go through :func:`convdb.dedup.intern_values`.
 
 "First" is the order of the messages: whatever the batch's size or split,
 the same messages in the same order write the same rows (ids aside).
@@ -39,9 +39,12 @@ statement-level triggers keep them for every writer (``docs/ingestion.md``).
 
 Concurrency: unique constraints and ``ON CONFLICT`` keep concurrent workers
 from creating anything twice, and every insert takes its keys in sorted
-order. Existing rows are read, not locked, but for the contacts whose name
-a batch learns and, in the counter triggers, the conversations: both in id
-order. A 64-bit hash collision raises
+order. Existing rows are read without a lock, then the ones a batch will
+reference are locked ``FOR KEY SHARE`` (customers, providers,
+conversations, addresses, contacts, bodies, URLs, in that order, each by
+id) so that an erasure cannot delete them under it (``docs/privacy.md``,
+Concurrency); the contacts whose name a batch learns and, in the counter
+triggers, the conversations are locked for update, in id order. A 64-bit hash collision raises
 :class:`~convdb.exceptions.DedupCollisionError` for the whole batch (the
 worker's per-event fallback then sends only the culprit ``dead``); any error
 aborts the whole batch.
@@ -56,6 +59,7 @@ from dataclasses import dataclass
 import peewee
 
 from .. import dedup
+from ..exceptions import TransientError
 from . import contacts
 from .payload import CanonicalMessage
 from .statements import columns, create, first, intern, refresh_plans, run, unnest
@@ -110,6 +114,7 @@ MESSAGE_TYPES = (
     "bigint",
     "timestamptz",
     "timestamptz",
+    "bigint",
 )
 
 # The participants and the messages in one statement: the counter triggers of
@@ -123,8 +128,8 @@ WITH participants AS (
         ON CONFLICT DO NOTHING
 )
 INSERT INTO messages (provider_id, provider_message_id, conversation_id, direction,
-                      email_body_id, xms_body_id, sent_at, received_at)
-SELECT * FROM {unnest(MESSAGE_TYPES)} AS u(p, k, c, d, e, x, s, r) ORDER BY p, k
+                      email_body_id, xms_body_id, sent_at, received_at, sender_id)
+SELECT * FROM {unnest(MESSAGE_TYPES)} AS u(p, k, c, d, e, x, s, r, f) ORDER BY p, k
     ON CONFLICT (provider_id, provider_message_id) DO NOTHING
 RETURNING id, provider_id, provider_message_id
 """
@@ -170,9 +175,11 @@ def ingest_messages(db: peewee.Database, messages: Sequence[CanonicalMessage]) -
     batch = [rows[i] for i in todo]
     _endpoints(db, batch)
     _conversations(db, batch)
+    _pin(db, batch)
     people = contacts.people(db, batch)
+    urls = _attachment_urls(db, [r.msg for r in batch])
     ids = _messages(db, batch, people)
-    _attachments(db, [r.msg for r in batch], ids)
+    _attachments(db, [r.msg for r in batch], ids, urls)
     for i, message_id in zip(todo, ids, strict=True):
         results[i] = message_id
     return results
@@ -280,6 +287,29 @@ def _conversations(db, batch: list[_Row]) -> None:
                 r.conversation = ids[(r.customer, r.conversation_key[1])]
 
 
+# The customers, providers and conversations the batch found, locked against
+# deletion (FOR KEY SHARE, what a foreign key check takes; it does not wait
+# for ingestion elsewhere or for the counters) until it commits. An erasure
+# that deleted one after the lookup, and has committed, makes the batch retry
+# (it then creates them anew); one that has not committed is waited for.
+# Locked in this order, each by id, as convdb.privacy.erase locks them.
+PIN = """
+WITH cu AS (SELECT id FROM customers WHERE id = ANY(%s::bigint[]) ORDER BY id FOR KEY SHARE),
+     p AS (SELECT id FROM providers WHERE id = ANY(%s::bigint[]) ORDER BY id FOR KEY SHARE),
+     c AS (SELECT id FROM conversations WHERE id = ANY(%s::bigint[]) ORDER BY id FOR KEY SHARE)
+SELECT (SELECT count(*) FROM cu), (SELECT count(*) FROM p), (SELECT count(*) FROM c)
+"""
+
+
+def _pin(db, batch: list[_Row]) -> None:
+    wanted = [
+        sorted({getattr(r, f) for r in batch}) for f in ("customer", "provider", "conversation")
+    ]
+    found = run(db, PIN, wanted)[0]
+    if list(found) != [len(w) for w in wanted]:
+        raise TransientError("erased while this batch was writing to them; retried")
+
+
 def _messages(db, batch: list[_Row], people: list[list[tuple[int, str]]]) -> list[int | None]:
     """Insert the participants and the messages (their new bodies interned
     first); per message its id, or None when a concurrent worker stored the
@@ -296,7 +326,9 @@ def _messages(db, batch: list[_Row], people: list[list[tuple[int, str]]]) -> lis
         for r in rows:
             r.body = ids[r.normalized_body]
     params = []
-    for r in batch:
+    for r, group in zip(batch, people, strict=True):
+        # The sender: the customer's own contact (first) outbound, the writer inbound.
+        sender = group[0][0] if r.msg.direction == "outbound" else group[1][0]
         email, xms = (r.body, None) if r.msg.channel == "email" else (None, r.body)
         m = r.msg
         params.append(
@@ -309,6 +341,7 @@ def _messages(db, batch: list[_Row], people: list[list[tuple[int, str]]]) -> lis
                 xms,
                 m.sent_at,
                 m.received_at,
+                sender,
             )
         )
     participants = sorted(
@@ -318,7 +351,7 @@ def _messages(db, batch: list[_Row], people: list[list[tuple[int, str]]]) -> lis
             for contact, role in group
         }
     )
-    inserted = run(db, MESSAGES, [*columns(participants, 3), *columns(params, 8)])
+    inserted = run(db, MESSAGES, [*columns(participants, 3), *columns(params, 9)])
     by_key = {(p, k): i for i, p, k in inserted}
     return [by_key.get((r.provider, r.msg.message_id)) for r in batch]
 
@@ -337,7 +370,16 @@ INSERT INTO message_attachments (message_id, attachment_id) SELECT message_id, i
 """
 
 
-def _attachments(db, messages: list[CanonicalMessage], ids: list[int | None]) -> None:
+def _attachment_urls(db, messages: list[CanonicalMessage]) -> dict[str, int]:
+    """The batch's attachment URLs interned (normalized -> id), before the messages: the
+    dedup rows of a batch are locked in one order, addresses, bodies, then URLs."""
+    raw = first((dedup.normalize_url(f[0]), f[0]) for m in messages for f in m.attachments)
+    return intern(db, dedup.ATTACHMENT_URLS, raw) if raw else {}
+
+
+def _attachments(
+    db, messages: list[CanonicalMessage], ids: list[int | None], urls: dict[str, int]
+) -> None:
     files = [
         (message_id, *file)
         for m, message_id in zip(messages, ids, strict=True)
@@ -347,9 +389,6 @@ def _attachments(db, messages: list[CanonicalMessage], ids: list[int | None]) ->
     if not files:
         return
     normalized = [dedup.normalize_url(f[1]) for f in files]
-    urls = intern(
-        db, dedup.ATTACHMENT_URLS, first(zip(normalized, (f[1] for f in files), strict=True))
-    )
     message_ids, _, content_types, sizes, filenames = columns(files, 5)
     run(
         db,

@@ -18,6 +18,7 @@ from .core import (
     Provider,
 )
 from .dedup import AttachmentUrl, EmailAddress, EmailBody, PhoneNumber, XmsBody
+from .privacy import ErasedEventKey, Erasure, RetentionPolicy
 from .queue import EVENT_STATUSES, InboundEvent
 from .serve import WebhookEndpoint, WebhookEndpointDeliveries, WebhookNonce, WebhookReplayKey
 
@@ -36,7 +37,8 @@ CORE_MODELS = (
 DEDUP_MODELS = (EmailBody, XmsBody, PhoneNumber, EmailAddress, AttachmentUrl)
 QUEUE_MODELS = (InboundEvent,)
 SERVE_MODELS = (WebhookEndpoint, WebhookNonce, WebhookEndpointDeliveries, WebhookReplayKey)
-ALL_MODELS = CORE_MODELS + DEDUP_MODELS + QUEUE_MODELS + SERVE_MODELS
+PRIVACY_MODELS = (Erasure, RetentionPolicy, ErasedEventKey)
+ALL_MODELS = CORE_MODELS + DEDUP_MODELS + QUEUE_MODELS + SERVE_MODELS + PRIVACY_MODELS
 
 __all__ = [
     "ALL_MODELS",
@@ -46,6 +48,7 @@ __all__ = [
     "ENDPOINT_KINDS",
     "EVENT_STATUSES",
     "PARTICIPANT_ROLES",
+    "PRIVACY_MODELS",
     "PROVIDER_KINDS",
     "QUEUE_MODELS",
     "SERVE_MODELS",
@@ -60,11 +63,14 @@ __all__ = [
     "EmailAddress",
     "EmailBody",
     "EndpointMapping",
+    "ErasedEventKey",
+    "Erasure",
     "InboundEvent",
     "Message",
     "MessageAttachment",
     "PhoneNumber",
     "Provider",
+    "RetentionPolicy",
     "WebhookEndpoint",
     "WebhookEndpointDeliveries",
     "WebhookNonce",

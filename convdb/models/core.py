@@ -151,6 +151,8 @@ class Message(BaseModel):
     provider_message_id = peewee.TextField(null=True)
     email_body = peewee.ForeignKeyField(EmailBody, null=True)
     xms_body = peewee.ForeignKeyField(XmsBody, null=True)
+    # who sent it: the contact who wrote (inbound), the customer's own (outbound); migration 053
+    sender = peewee.ForeignKeyField(Contact, null=True, backref="sent", on_delete="SET NULL")
     body_id = peewee.BigIntegerField(null=True)
     sent_at = TimestampTZField()
     received_at = TimestampTZField(null=True)

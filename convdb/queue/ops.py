@@ -123,7 +123,11 @@ def dead_summary(
 
 
 def purge(older_than: str | float, url: str | None = None) -> int:
-    """Delete done events processed more than ``older_than`` ago; how many."""
+    """Delete done events processed more than ``older_than`` ago; how many. Erased
+    events' keys past their replay window go too (``docs/privacy.md``)."""
     seconds = parse_duration(older_than) if isinstance(older_than, str) else float(older_than)
     with closing(connect(url, bind=False)) as db:
-        return QueueManager(db).purge_done(seconds)
+        purged = QueueManager(db).purge_done(seconds)
+        with db.atomic():
+            db.execute_sql("DELETE FROM erased_event_keys WHERE expires_at <= now()")
+        return purged

@@ -100,6 +100,9 @@ class WorkerConfig:
     reconnect_give_up: float = 60.0  # burst mode: seconds without a database before failing
     shutdown_grace: float = 20.0  # after SIGTERM, seconds to wait for the database's answers
     limits: Limits | None = None  # None: the settings' (convdb.queue.limits.configured())
+    # seconds between runs of convdb.privacy.maintain (retention, done-event purge); 0:
+    # never; None: CONVDB_RETENTION_INTERVAL. Never in burst mode.
+    maintenance_interval: float | None = None
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with "equal jitter": between half and all of the step."""
@@ -186,6 +189,13 @@ class Worker:
             )
             for n in range(max(self.config.concurrency, 1))
         ]
+        interval = self.config.maintenance_interval
+        if interval is None:
+            interval = load_settings().retention_interval
+        if interval > 0 and not self.config.burst:
+            threading.Thread(
+                target=self._maintain, args=(interval,), name="convdb-maintenance", daemon=True
+            ).start()
         started = time.monotonic()
         try:
             for thread in threads:
@@ -242,6 +252,38 @@ class Worker:
             f"convdb queue-worker {label}: {rate:.1f} events/s, done {c.done}, "
             f"retried {c.retried}, dead {c.dead}, queue depth {depth}"
         )
+
+    # --- the schedule ----------------------------------------------------------------
+
+    def _maintain(self, interval: float) -> None:
+        """Every ``interval`` seconds, retention and the done-event purge
+        (:func:`convdb.privacy.maintain`), by one worker process at a time (an
+        advisory lock); a failure is reported and tried again next time."""
+        from ..privacy import maintain
+
+        while not self.stopping:
+            try:
+                locked = self.db.execute_sql(
+                    "SELECT pg_try_advisory_lock(hashtext('convdb.maintenance'))"
+                ).fetchone()[0]
+                if locked:
+                    try:
+                        done = maintain(self.db)
+                        if done["events_purged"] or any(done["retention"].values()):
+                            self.echo(
+                                f"convdb queue-worker: maintenance: purged "
+                                f"{done['events_purged']} done event(s); retention "
+                                f"{ {k: sum(v.values()) for k, v in done['retention'].items()} }"
+                            )
+                    finally:
+                        self.db.execute_sql(
+                            "SELECT pg_advisory_unlock(hashtext('convdb.maintenance'))"
+                        )
+            except Exception as exc:  # the next round tries again
+                self.echo(f"convdb queue-worker: maintenance failed: {describe(exc)}")
+                self.db.close()
+            self._stopping.wait(interval)
+        self.db.close()
 
     # --- one thread ------------------------------------------------------------------
 

@@ -368,7 +368,8 @@ def test_migration_023_recounts_participants_as_contacts(empty_db_url):
             assert_counters_right(cur)
             cur.execute("SELECT DISTINCT updated_at FROM conversations")
             assert cur.fetchall() == [(dt.datetime(2020, 1, 1, tzinfo=UTC),)]
-        migrate_before(empty_db_url, "023")
+        # 053's messages.sender_id (filled in from the participants) goes too
+        migrate_before(empty_db_url, "023", force=True)
         with conn.cursor() as cur:  # rolled back: rows counted again, as 016's triggers do
             assert counters(cur)[ids["conversation_id"]][1:] == (1, 2)
     finally:
