@@ -29,7 +29,9 @@ handful of round trips and no planning. The rules, in order:
 6. bodies in ``email_bodies`` or ``xms_bodies`` (an empty body has none),
    then participants and messages in one statement, then attachments and
    their URLs (``attachment_urls``). Dedup rows go through
-   :func:`convdb.dedup.intern_values`.
+   :func:`convdb.dedup.intern_values`;
+7. a new outbound message takes the delivery reports that came before it
+   (:func:`convdb.ingest.status.attach_early`).
 
 "First" is the order of the messages: whatever the batch's size or split,
 the same messages in the same order write the same rows (ids aside).
@@ -56,7 +58,7 @@ from dataclasses import dataclass
 import peewee
 
 from .. import dedup
-from . import contacts
+from . import contacts, status
 from .payload import CanonicalMessage
 from .statements import columns, create, first, intern, refresh_plans, run, unnest
 
@@ -171,8 +173,18 @@ def ingest_messages(db: peewee.Database, messages: Sequence[CanonicalMessage]) -
     _endpoints(db, batch)
     _conversations(db, batch)
     people = contacts.people(db, batch)
+    outbound = [(r.provider, r.msg.message_id) for r in batch if r.msg.direction == "outbound"]
+    status.lock(db, outbound)  # before the insert: see convdb.ingest.status
     ids = _messages(db, batch, people)
     _attachments(db, [r.msg for r in batch], ids)
+    status.attach_early(
+        db,
+        [
+            (message_id, r.provider, r.msg.message_id)
+            for r, message_id in zip(batch, ids, strict=True)
+            if message_id is not None and r.msg.direction == "outbound"
+        ],
+    )
     for i, message_id in zip(todo, ids, strict=True):
         results[i] = message_id
     return results

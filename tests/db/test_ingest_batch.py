@@ -201,9 +201,15 @@ def test_new_code_on_the_first_history_leaves_the_counting_to_its_triggers(empty
     contacts: this code sets nothing that makes them stand aside, and counts
     nothing itself. (023 recounts them: test_counters.)"""
     migrate_lib.run(empty_db_url, sources=[HISTORY_0_1], echo=lambda _: None)
-    # this ingestion writes attachments.size (021) and filename (051), both
-    # after the first history
+    # this ingestion writes attachments.size (021) and filename (051), and looks
+    # for early delivery reports (035), all after the first history
     query(empty_db_url, "ALTER TABLE attachments ADD COLUMN size BIGINT, ADD COLUMN filename TEXT")
+    query(
+        empty_db_url,
+        "ALTER TABLE messages ADD COLUMN status TEXT, ADD COLUMN status_at TIMESTAMPTZ;"
+        "CREATE TABLE message_status_reports (provider_id BIGINT, provider_message_id TEXT,"
+        " message_id BIGINT, status TEXT, at TIMESTAMPTZ)",
+    )
     assert query(empty_db_url, "SELECT to_regproc('convdb_messages_inserted_v3')") != [(None,)]
     ingest_in_batches(empty_db_url, mixed_messages(), 25)
     rows_counted = ACTUAL.replace("count(DISTINCT contact_id)", "count(*)")
