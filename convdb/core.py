@@ -31,5 +31,6 @@ plugin = Plugin(
         "sendgrid": "convdb.serve.providers.sendgrid:SendGrid",
         "mailgun": "convdb.serve.providers.mailgun:Mailgun",
         "postmark": "convdb.serve.providers.postmark:Postmark",
+        "sendgrid_events": "convdb.serve.providers.sendgrid_events:SendGridEvents",
     },
 )

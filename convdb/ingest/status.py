@@ -47,6 +47,7 @@ from .statements import columns, create, first, run, unnest
 
 __all__ = [
     "attach_early",
+    "bare",
     "early_count",
     "handle_status",
     "handle_status_batch",
@@ -75,14 +76,17 @@ SELECT c.id, p.id
 # by the caller): aggregates evaluate row by row in the function scan's order.
 LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k"
 
-# The outbound message each report is about, if stored.
+# The outbound message each report is about, if stored: its id as the report
+# gives it (without angle brackets) or inside them, as an email Message-ID.
 MATCH = f"""
 SELECT m.id
   FROM {unnest(("bigint", "text"))} WITH ORDINALITY AS u(provider_id, message_id, i)
   LEFT JOIN LATERAL (
         SELECT id FROM messages
-         WHERE provider_id = u.provider_id AND provider_message_id = u.message_id
-           AND direction = 'outbound' LIMIT 1) m ON true
+         WHERE provider_id = u.provider_id
+           AND provider_message_id = ANY (ARRAY[u.message_id, '<' || u.message_id || '>'])
+           AND direction = 'outbound'
+         ORDER BY id LIMIT 1) m ON true
  ORDER BY u.i
 """
 
@@ -143,9 +147,17 @@ def merge(a: tuple[str, dt.datetime] | None, b: tuple[str, dt.datetime] | None):
     return a if a[1] <= b[1] else b
 
 
+def bare(message_id: str) -> str:
+    """A message id without the angle brackets of an email Message-ID (``<a@b>`` -> ``a@b``):
+    reports are kept, matched and locked by it, so either form finds the other."""
+    if len(message_id) > 2 and message_id[0] == "<" and message_id[-1] == ">":
+        return message_id[1:-1]
+    return message_id
+
+
 def lock_key(provider_id: int, message_id: str) -> int:
-    """The advisory lock key of (provider, message id): a 64-bit hash."""
-    return dedup_hash(f"convdb.status\x1f{provider_id}\x1f{message_id}")
+    """The advisory lock key of (provider, message id): a 64-bit hash of the bare id."""
+    return dedup_hash(f"convdb.status\x1f{provider_id}\x1f{bare(message_id)}")
 
 
 def lock(db: peewee.Database, keys: Sequence[tuple[int, str]]) -> None:
@@ -194,13 +206,13 @@ def record_reports(db: peewee.Database, reports: Sequence[StatusReport]) -> None
     if not reports:
         return
     providers = _providers(db, reports)
-    keys = [(p, r.message_id) for p, r in zip(providers, reports, strict=True)]
+    keys = [(p, bare(r.message_id)) for p, r in zip(providers, reports, strict=True)]
     lock(db, keys)
     messages = [row[0] for row in run(db, MATCH, columns(keys, 2))]
     rows = sorted(
         (
-            (p, r.message_id, m, r.event_id, r.word, r.status, r.at, r.detail)
-            for p, r, m in zip(providers, reports, messages, strict=True)
+            (p, k, m, r.event_id, r.word, r.status, r.at, r.detail)
+            for (p, k), r, m in zip(keys, reports, messages, strict=True)
         ),
         key=lambda row: (row[0], row[1], row[4], row[6], row[3] or ""),
     )
@@ -217,7 +229,7 @@ def attach_early(db: peewee.Database, stored: Sequence[tuple[int, int, str]]) ->
     at the provider) each. The caller took :func:`lock` for them before storing."""
     if not stored:
         return
-    rows = sorted(stored, key=lambda row: row[0])
+    rows = sorted((m, p, bare(k)) for m, p, k in stored)
     states: dict[int, tuple[str, dt.datetime]] = {}
     for message, status, at in run(db, ATTACH, columns(rows, 3)):
         if status is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -178,9 +179,67 @@ class GroupWriter:
             raise result
         return result
 
-    def _submit(self, item: Pending) -> None:
+    async def store_many(
+        self,
+        endpoint_id: int,
+        items: Sequence[tuple[str, Delivery]],
+        *,
+        timeout: float,
+        size: int | None = 0,
+    ) -> list[object]:
+        """Each (key, delivery)'s result, all in one group (one transaction): ``"stored"``,
+        ``"duplicate"``, or the :class:`Rejection` of a row refused alone (over the
+        queue's limits, or by the database). Raises :class:`Unavailable` when any row
+        could not be written for a cause that is not its own."""
+
+        def texts() -> list[object]:
+            out: list[object] = []
+            for key, delivery in items:
+                try:
+                    out.append(queued_text(delivery.event_type, delivery.payload, key))
+                except Rejection as rejection:
+                    out.append(rejection)
+            return out
+
+        payloads = await off_loop(size, texts)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future | None] = []
+        rows: list[Pending] = []
+        for (key, delivery), payload in zip(items, payloads, strict=True):
+            if isinstance(payload, Rejection):
+                futures.append(None)
+                continue
+            future = loop.create_future()
+            futures.append(future)
+            rows.append(
+                Pending(
+                    endpoint_id,
+                    delivery.event_type,
+                    payload,
+                    key,
+                    None,
+                    float(delivery.nonce_ttl),
+                    functools.partial(_settle_threadsafe, loop, future),
+                    endpoint_scope(endpoint_id),
+                )
+            )
+        if rows:
+            self._submit(rows)
+            try:
+                done = [f for f in futures if f is not None]
+                await asyncio.wait_for(asyncio.gather(*done), timeout)
+            except TimeoutError:
+                raise Unavailable(f"the database did not commit within {timeout:g} s") from None
+        results = [p if f is None else f.result() for f, p in zip(futures, payloads, strict=True)]
+        for result in results:
+            if isinstance(result, Unavailable):
+                raise result
+        return results
+
+    def _submit(self, item: Pending | list[Pending]) -> None:
         if self._closing:
-            item.done(Unavailable("the server is shutting down"))
+            for row in _rows(item):
+                row.done(Unavailable("the server is shutting down"))
             return
         self.start()
         self._queue.put(item)
@@ -209,7 +268,8 @@ class GroupWriter:
             first = self._queue.get()
             if first is _STOP:
                 break
-            group, stop = [first], False
+            # A list is one request's batch: its rows always share a group.
+            group, stop = _rows(first), False
             while len(group) < self._max_group:
                 try:
                     item = self._queue.get_nowait()
@@ -218,7 +278,7 @@ class GroupWriter:
                 if item is _STOP:
                     stop = True
                     break
-                group.append(item)
+                group.extend(_rows(item))
             self._in_flight = len(group)
             try:
                 self._write(group)
@@ -238,7 +298,8 @@ class GroupWriter:
             except queue.Empty:
                 break
             if item is not _STOP:
-                item.done(leftover)
+                for row in _rows(item):
+                    row.done(leftover)
 
     def _connection(self):
         if self._conn is not None:
@@ -378,6 +439,14 @@ class GroupWriter:
 def _rollback(conn) -> None:
     with contextlib.suppress(psycopg2.Error):
         conn.rollback()
+
+
+def _rows(item) -> list[Pending]:
+    return item if isinstance(item, list) else [item]
+
+
+def _settle_threadsafe(loop, future: asyncio.Future, result: object) -> None:
+    loop.call_soon_threadsafe(_settle, future, result)
 
 
 def _settle(future: asyncio.Future, result: object) -> None:
