@@ -128,7 +128,7 @@ RETURNING r.message_id, r.status, r.at
 PURGE = """
 DELETE FROM message_status_reports
  WHERE id IN (SELECT id FROM message_status_reports
-               WHERE message_id IS NULL AND received_at < now() - make_interval(days => %s)
+               WHERE message_id IS NULL AND received_at < now() - %s * interval '1 day'
                LIMIT %s)
 """
 

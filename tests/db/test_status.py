@@ -279,7 +279,7 @@ def test_early_reports_are_purged_after_the_setting(db, db_url):
         "UPDATE message_status_reports SET received_at = now() - interval '8 days'"
         " WHERE provider_message_id = 'OLD'"
     )
-    assert purge_early(db, 7) == 1
+    assert purge_early(db, 7.5) == 1
     rows = query(db_url, "SELECT provider_message_id FROM message_status_reports")
     assert rows == [("NEW",)]
 
