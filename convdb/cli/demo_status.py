@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import json
 import time
-from urllib.parse import urlencode
 
-from ..serve.providers.twilio import signature
+from ..serve.providers import samples
 from ..serve.standard import sign
 
 PROVIDER = {"kind": "sms", "name": "demo-twilio"}
@@ -50,26 +49,6 @@ def _sent(sid: str, n: int) -> dict:
     }
 
 
-def _callback(base: str, path: str, token: str, sid: str, word: str, error: str | None = None):
-    params = [
-        ("AccountSid", "AC" + "d3" * 16),
-        ("ApiVersion", "2010-04-01"),
-        ("From", CUSTOMER_NUMBER),
-        ("MessageSid", sid),
-        ("MessageStatus", word),
-        ("SmsSid", sid),
-        ("SmsStatus", word),
-        ("To", CONTACT_NUMBER),
-    ]
-    if error:
-        params.append(("ErrorCode", error))
-    headers = {
-        "content-type": "application/x-www-form-urlencoded",
-        "x-twilio-signature": signature(token, base + path, params),
-    }
-    return urlencode(params).encode(), headers
-
-
 def deliver(
     base: str, sender: tuple[str, str], twilio: tuple[str, str], post
 ) -> list[tuple[str, str, int]]:
@@ -81,7 +60,15 @@ def deliver(
     rows = []
 
     def callback(sid: str, word: str, error: str | None = None, note: str = "") -> None:
-        body, headers = _callback(base, twilio[0], twilio[1], sid, word, error)
+        body, headers = samples.twilio_status_request(
+            base + twilio[0],
+            twilio[1],
+            sid,
+            word,
+            error=error,
+            customer_number=CUSTOMER_NUMBER,
+            contact_number=CONTACT_NUMBER,
+        )
         status, _ = post(base, twilio[0], body, headers)
         rows.append((f"twilio callback {word}{' ' + note if note else ''}", sid, status))
 

@@ -21,11 +21,14 @@ report id where it has one, else by (provider, message id, word, ``at``).
 Early reports: a report whose message is not stored yet is kept with
 ``message_id`` NULL, and the ``message.sent`` path (:func:`attach_early`,
 called by :func:`convdb.ingest.writer.ingest_messages`) applies it when the
-message arrives. Both paths take a transaction-level advisory lock per
-(provider, message id) (:func:`lock`), in key order, before they look: so
-one of the two always sees the other's committed row. Without it a report
-and its message stored at the same moment by two workers could each miss
-the other, and the report would wait forever. Early reports are purged
+message arrives. The ``message.sent`` path takes a transaction-level
+advisory lock per (provider, message id) (:func:`lock`, exclusive, in key
+order) before it stores the messages; a report that finds no message takes
+the same lock (shared) and looks again: so one of the two always sees the
+other's committed row. Without it a report and its message stored at the
+same moment by two workers could each miss the other, and the report would
+wait forever. A report whose message is stored takes no lock: two reports of
+one message meet on the message's row, and the fold is order-free. Early reports are purged
 after ``CONVDB_STATUS_EARLY_DAYS`` (:func:`purge_early`, run by this
 handler at most every :data:`PURGE_INTERVAL` seconds per process).
 """
@@ -74,7 +77,10 @@ SELECT c.id, p.id
 
 # One advisory lock per (provider, message id), in the order of the array (sorted
 # by the caller): aggregates evaluate row by row in the function scan's order.
+# The message.sent path takes them exclusive; a report that found no message,
+# shared (reports never wait for one another, only for a message being stored).
 LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k"
+LOCK_SHARED = "SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(%s::bigint[]) AS k"
 
 # The outbound message each report is about, if stored: its id as the report
 # gives it (without angle brackets) or inside them, as an email Message-ID.
@@ -160,11 +166,12 @@ def lock_key(provider_id: int, message_id: str) -> int:
     return dedup_hash(f"convdb.status\x1f{provider_id}\x1f{bare(message_id)}")
 
 
-def lock(db: peewee.Database, keys: Sequence[tuple[int, str]]) -> None:
-    """Take the transaction-level advisory locks of (provider id, message id) pairs, sorted."""
+def lock(db: peewee.Database, keys: Sequence[tuple[int, str]], *, shared: bool = False) -> None:
+    """Take the transaction-level advisory locks of (provider id, message id) pairs, sorted:
+    exclusive for the ``message.sent`` path, ``shared`` for early reports."""
     hashes = sorted({lock_key(p, m) for p, m in keys})
     if hashes:
-        run(db, LOCK, [hashes])
+        run(db, LOCK_SHARED if shared else LOCK, [hashes])
 
 
 def _fold(db: peewee.Database, states: dict[int, tuple[str, dt.datetime]]) -> None:
@@ -207,8 +214,7 @@ def record_reports(db: peewee.Database, reports: Sequence[StatusReport]) -> None
         return
     providers = _providers(db, reports)
     keys = [(p, bare(r.message_id)) for p, r in zip(providers, reports, strict=True)]
-    lock(db, keys)
-    messages = [row[0] for row in run(db, MATCH, columns(keys, 2))]
+    messages = _match(db, keys)
     rows = sorted(
         (
             (p, k, m, r.event_id, r.word, r.status, r.at, r.detail)
@@ -222,6 +228,21 @@ def record_reports(db: peewee.Database, reports: Sequence[StatusReport]) -> None
         if m is not None and r.status is not None:
             states[m] = merge(states.get(m), (r.status, r.at))
     _fold(db, states)
+
+
+def _match(db: peewee.Database, keys: list[tuple[int, str]]) -> list[int | None]:
+    """Each key's stored outbound message, or None. A key not found is locked (shared)
+    and looked up again: if a ``message.sent`` transaction was storing it, the lock
+    waited for its commit and the second look, a new snapshot, sees it; if not, that
+    transaction waits for ours, and then finds our early report."""
+    found = [row[0] for row in run(db, MATCH, columns(keys, 2))]
+    missing = [i for i, m in enumerate(found) if m is None]
+    if missing:
+        lock(db, [keys[i] for i in missing], shared=True)
+        again = run(db, MATCH, columns([keys[i] for i in missing], 2))
+        for i, (m,) in zip(missing, again, strict=True):
+            found[i] = m
+    return found
 
 
 def attach_early(db: peewee.Database, stored: Sequence[tuple[int, int, str]]) -> None:
