@@ -129,6 +129,8 @@ class StatusReport:
     at: dt.datetime
     detail: str | None
     event_id: str | None
+    #: a record of an event the receiver refused: kept only when its message is stored
+    refused: bool = False
 
 
 def _get(obj: dict, field: str, path: str, *, required: bool = True):
@@ -329,7 +331,9 @@ def parse_status(payload) -> StatusReport:
     nothing (then ``word`` says what the provider said). ``at`` is an ISO 8601
     time with an offset; ``detail`` (the provider's word or error code),
     ``word`` (default: ``detail``, else ``status``) and ``event_id`` (the
-    provider's id of this report) are optional.
+    provider's id of this report) are optional. ``refused: true`` marks the
+    record of an event the receiver refused (its reason in ``detail``): kept in
+    the history only when its message is stored.
     """
     obj = _object(payload, "payload")
     customer_key, customer_name, kind, provider_name = _customer_and_provider(obj)
@@ -345,6 +349,11 @@ def parse_status(payload) -> StatusReport:
     if word is None:
         raise PayloadError("word: missing (required when status is null and there is no detail)")
     event_id = _get(obj, "event_id", "event_id", required=False)
+    refused = obj.get("refused", False)
+    if not isinstance(refused, bool):
+        raise PayloadError("refused: expected true or false")
+    if refused and status is not None:
+        raise PayloadError("status: must be null in the record of a refused event")
     return StatusReport(
         customer_key=customer_key,
         customer_name=customer_name,
@@ -356,6 +365,7 @@ def parse_status(payload) -> StatusReport:
         at=_timestamp(_get(obj, "at", "at"), "at"),
         detail=detail,
         event_id=None if event_id is None else _text(event_id, "event_id"),
+        refused=refused,
     )
 
 

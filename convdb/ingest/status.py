@@ -219,6 +219,7 @@ def record_reports(db: peewee.Database, reports: Sequence[StatusReport]) -> None
         (
             (p, k, m, r.event_id, r.word, r.status, r.at, r.detail)
             for (p, k), r, m in zip(keys, reports, messages, strict=True)
+            if m is not None or not r.refused  # a refusal's record needs its message
         ),
         key=lambda row: (row[0], row[1], row[4], row[6], row[3] or ""),
     )

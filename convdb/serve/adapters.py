@@ -108,11 +108,17 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Refused:
-    """One event of a batch that will not be stored, and why (listed in the answer)."""
+    """One event of a batch that will not be stored, and why (listed in the answer).
+
+    ``record`` is an optional delivery that records the refusal (a
+    ``message.status`` with ``refused: true``: a row in the history when the
+    event's message is stored), stored with the batch.
+    """
 
     index: int
     reason: str
     detail: str = ""
+    record: Delivery | None = None
 
 
 @dataclass(frozen=True)

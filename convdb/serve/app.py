@@ -244,17 +244,21 @@ class Receiver:
     ) -> tuple[WebhookResponse, str, str]:
         """Store a batch's events in one group; each event is stored or refused alone.
 
-        Every refused event is logged and counted (``outcome="refused_event"``);
-        the request gets 2xx once each event is one or the other.
+        Every refused event is logged and counted (``outcome="refused_event"``),
+        and its record (when the adapter made one) stored with the batch; the
+        request gets 2xx once each event is one or the other.
         """
         endpoint, label = wreq.endpoint, wreq.endpoint.label
         keys = [endpoint.key_namespace + d.idempotency_key for d in batch.deliveries]
+        records = [r.record for r in batch.refused if r.record is not None]
+        record_keys = [endpoint.key_namespace + d.idempotency_key for d in records]
         results = await self.writer.store_many(
             endpoint.id,
-            list(zip(keys, batch.deliveries, strict=True)),
+            list(zip(keys + record_keys, [*batch.deliveries, *records], strict=True)),
             timeout=self.settings.commit_timeout,
             size=wreq.content_length,
         )
+        results = results[: len(keys)]  # the records' own results are not the events'
         indexes = batch.indexes or tuple(range(len(batch.deliveries)))
         outcomes: list[Outcome | Refused] = list(batch.refused)
         for index, key, result in zip(indexes, keys, results, strict=True):

@@ -367,12 +367,28 @@ def test_a_sendgrid_batch_becomes_one_event_each_and_a_bad_event_is_refused_alon
         (6, "bad_event"),
     ]
     assert post_sendgrid(hooks, batch).json()["duplicate"] == 5  # a retry: stored once
-    assert [e[0] for e in events(url)].count("message.status") == 5
+    # five reports and two records of refusals, each once
+    assert [e[0] for e in events(url)].count("message.status") == 7
     drain(url)
     assert status_of(url, "msgA") == "read"
     assert status_of(url, "msgB") == "failed"
     assert ("msgB", "deferred", None, "400 try again later") not in history(url)
     assert any(r[1] == "deferred" and r[2] is None for r in history(url))
+    refusals = [r for r in history(url) if r[1] == "refused"]  # recorded once, per event
+    assert sorted(r[3] for r in refusals) == [
+        "bad_event: sg_event_id is missing or not a string",
+        "bad_event: timestamp is not Unix seconds",
+    ]
+    assert {r[0] for r in refusals} == {"msgB"} and {r[2] for r in refusals} == {None}
+
+
+def test_a_refused_sendgrid_event_of_an_unknown_message_leaves_nothing(hooks):
+    url = hooks["url"]
+    bad = sendgrid_event("delivered", "nobody", 0, timestamp=-5)
+    answer = post_sendgrid(hooks, [bad, sendgrid_event("processed", "nobody", 1)])
+    assert answer.json()["refused"][0]["index"] == 0
+    drain(url)
+    assert history(url) == [("nobody", "processed", "queued", None)]  # early, kept
 
 
 def test_sendgrid_refuses_a_forged_batch_and_a_body_that_is_not_an_array(hooks):

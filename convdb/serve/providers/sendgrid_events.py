@@ -16,6 +16,9 @@ send API answered). The whole batch is stored in one transaction, and the
 2xx promise holds per event: an event that is not a valid report (a field
 missing or of the wrong type, over a limit) is refused alone and listed in
 the answer's ``refused``, with its index and reason; the others are stored.
+A refused event whose ``sg_message_id`` is usable leaves a record (word
+``refused``, its reason as the detail) in the history of that message, when
+convdb holds it.
 The whole request gets a 4xx only for a bad signature (401) or a body that
 is not a JSON array of objects (400); over :data:`MAX_EVENTS` events or
 :attr:`SendGridEvents.max_body` bytes it gets 413.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import threading
 
 from cryptography.exceptions import InvalidSignature
@@ -39,6 +43,7 @@ from ..adapters import Adapter, Batch, Delivery, Refused, Rejection, WebhookRequ
 from ..request import off_loop
 from ..secrets import SecretUnavailable
 from . import statuses
+from .common import digest, iso
 
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
 TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
@@ -123,8 +128,26 @@ class SendGridEvents(Adapter):
                 deliveries.append(self._delivery(request, event))
                 indexes.append(i)
             except Rejection as rejection:
-                refused.append(Refused(i, rejection.reason, rejection.detail))
+                record = self._record(request, event, rejection)
+                refused.append(Refused(i, rejection.reason, rejection.detail, record))
         return Batch(tuple(deliveries), tuple(refused), tuple(indexes))
+
+    def _record(self, request: WebhookRequest, event: dict, rejection: Rejection):
+        """The history's record of a refused event whose message can be named, else None."""
+        try:
+            message_id = _id(event, "sg_message_id").split(".", 1)[0]
+            return statuses.status_delivery(
+                request,
+                message_id=message_id,
+                word="refused",
+                status=None,
+                at=iso(request.now()),
+                detail=f"{rejection.reason}: {rejection.detail}",
+                key="refused-" + digest(json.dumps(event, sort_keys=True, default=str)),
+                refused=True,
+            )
+        except Rejection:
+            return None
 
     def _delivery(self, request: WebhookRequest, event: dict) -> Delivery:
         event_id = _id(event, "sg_event_id")

@@ -144,6 +144,7 @@ def status_delivery(
     provider: dict | None = None,
     nonce: str | None = None,
     nonce_ttl: float = 86_400.0,
+    refused: bool = False,
 ) -> Delivery:
     """The ``message.status`` delivery of one report, checked by the canonical validation.
 
@@ -164,6 +165,8 @@ def status_delivery(
         payload["detail"] = detail
     if event_id is not None:
         payload["event_id"] = event_id
+    if refused:
+        payload["refused"] = True
     try:
         parse_status(payload)
     except PayloadError as exc:
