@@ -447,3 +447,12 @@ def test_a_report_at_one_customers_endpoint_never_touches_anothers_message(hooks
     assert query(url, "SELECT count(*) FROM message_status_reports WHERE message_id IS NULL") == [
         (1,)
     ]
+
+
+def test_a_redelivered_postmark_webhook_is_stored_once(hooks):
+    auth = basic(*POSTMARK_AUTH)
+    delivery = postmark_hook("Delivery", "pm-twice")
+    bounce = postmark_hook("Bounce", "pm-twice", Type="HardBounce", ID=77)
+    for doc in (delivery, delivery, bounce, bounce):
+        assert post_json(hooks, "postmark", doc, auth).status_code == 200
+    assert len(events(hooks["url"])) == 2
