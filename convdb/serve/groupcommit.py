@@ -7,7 +7,10 @@ one statement (:data:`INSERT_GROUP`) and commits, with ``synchronous_commit``
 on; only then does it resolve each request's future with ``"stored"`` or
 ``"duplicate"``. While one group commits, the next one queues up, so the
 group size follows the load by itself: one row at low load (no added wait),
-hundreds under a burst (one WAL flush for all of them).
+hundreds under a burst (one WAL flush for all of them). A request that
+carries a batch of events (SendGrid's event webhook) hands over all its rows
+at once (:meth:`GroupWriter.store_many`): they always share one group, so
+one transaction, whatever ``max_group``.
 
 Failures stay with their request:
 
