@@ -1138,7 +1138,7 @@ CREATE INDEX message_status_reports_early_age_idx ON public.message_status_repor
 
 CREATE INDEX message_status_reports_early_idx ON public.message_status_reports USING btree (provider_id, provider_message_id) WHERE (message_id IS NULL);
 
-CREATE UNIQUE INDEX message_status_reports_event_key_idx ON public.message_status_reports USING btree (provider_id, event_key) WHERE (event_key IS NOT NULL);
+CREATE UNIQUE INDEX message_status_reports_event_key_idx ON public.message_status_reports USING btree (provider_id, event_key);
 
 CREATE INDEX message_status_reports_message_idx ON public.message_status_reports USING btree (message_id, at);
 

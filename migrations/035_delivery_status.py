@@ -18,6 +18,8 @@ and folds it into the message's status.
   an unknown word). ``message_id`` is NULL while the message is not stored
   yet (an early report, applied by the ``message.sent`` path when it
   arrives); early reports are purged after ``CONVDB_STATUS_EARLY_DAYS``.
+  The event-key index is whole (NULL keys never conflict), so deleting a
+  provider finds its reports through it.
   A report goes with its message (``ON DELETE CASCADE``) and with its
   provider.
 - ``message_failures``: failed outbound messages with their customer, the
@@ -61,7 +63,7 @@ CREATE TABLE message_status_reports (
 
 MESSAGE_STATUS_REPORTS_INDEXES = """
 CREATE UNIQUE INDEX message_status_reports_event_key_idx
-    ON message_status_reports (provider_id, event_key) WHERE event_key IS NOT NULL;
+    ON message_status_reports (provider_id, event_key);
 CREATE UNIQUE INDEX message_status_reports_report_idx
     ON message_status_reports (provider_id, provider_message_id, word, at)
     WHERE event_key IS NULL;
