@@ -136,6 +136,13 @@ class Batch:
     #: each delivery's index in the request's batch (default: 0, 1, 2, ...)
     indexes: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        records = [r.record for r in self.refused if r.record is not None]
+        if any(d.nonce is not None for d in (*self.deliveries, *records)):
+            raise ValueError("a batch's deliveries carry no nonce (sign the request instead)")
+        if self.indexes is not None and len(self.indexes) != len(self.deliveries):
+            raise ValueError("a batch needs one index per delivery")
+
 
 @dataclass(frozen=True)
 class Outcome:

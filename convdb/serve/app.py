@@ -278,9 +278,13 @@ class Receiver:
                 metrics.WEBHOOKS.labels(label, "refused_event", refused.reason).inc()
         if self._faults.pop(label, None) is not None:
             log.warning("endpoint %s: storing again", label)
-        stored = any(isinstance(o, Outcome) and o.status == "stored" for o in outcomes)
+        statuses = {o.status for o in outcomes if isinstance(o, Outcome)}
         answer = adapter.respond_batch(wreq, batch, outcomes)
-        return answer, ("accepted" if stored else "duplicate"), ""
+        if "stored" in statuses:
+            return answer, "accepted", ""
+        if statuses:
+            return answer, "duplicate", ""
+        return answer, "rejected", "every_event_refused"
 
     def _fault(self, label: str, cause: str) -> None:
         """Log a curable fault of an endpoint once, until it changes or is cured."""
