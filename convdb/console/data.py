@@ -14,7 +14,7 @@ page costs the same on the first page and the thousandth:
   ``conversation_messages`` view: its columns are :data:`MESSAGE_COLUMNS`.
 
 Each message shows its delivery status (``status``, ``status_at`` in the
-view, migration 035); search is not in the console yet.
+view, migration 035). Search is :func:`convdb.search.search_on`.
 """
 
 from __future__ import annotations
