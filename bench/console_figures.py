@@ -110,6 +110,7 @@ def console_figures(server, template: str, sizes, notes: list[str]) -> list[Figu
     url = server.url(server.create("console", template))
     say(f"bench: console: loading {scale.label()} by plain SQL, and a queue")
     loader.load(url, scale, echo=say)
+    loader.add_statuses(url)  # the conversation page shows them
     small = scale.messages <= 10_000
     _load_queue(
         url,

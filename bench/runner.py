@@ -24,7 +24,15 @@ import psycopg2
 
 from convdb import migrate as migrate_lib
 
-from . import loader, provider_figures, reads, search_bench, serve_figures, worker_figures
+from . import (
+    loader,
+    provider_figures,
+    reads,
+    search_bench,
+    serve_figures,
+    status_figures,
+    worker_figures,
+)
 from .console_figures import console_figures
 from .loader import Scale
 from .report import Figure, Run, page_rows, say, table, write
@@ -64,6 +72,8 @@ class Sizes:
     search_customers: int = 1_000
     search_queries: int = 200
     search_drain: int = 20_000
+    # delivery status (bench/status_figures.py): reports drained per run
+    status_reports: int = 20_000
 
 
 FULL = Sizes(
@@ -109,6 +119,7 @@ SMOKE = Sizes(
     search_customers=20,
     search_queries=10,
     search_drain=200,
+    status_reports=300,
 )
 
 
@@ -191,6 +202,11 @@ def read_figures(server: Server, template: str, sizes: Sizes, notes: list[str]) 
         f"conversations with wrong counters afterwards: {wrong[0]} (messages), "
         f"{wrong[1]} (participants)."
     )
+    statuses = loader.add_statuses(big_url)
+    notes.append(
+        f"The {sizes.big.messages:,}-message dataset's {statuses:,} outbound messages carry a "
+        "delivery status (queued, sent, delivered, failed or read) when its pages are read."
+    )
     big = page_figures(big_url, sizes.big, sizes, "big")
     label = f"{sizes.big.messages:,} msgs (SQL-loaded)"
     small_label = f"{sizes.small.messages:,} msgs"
@@ -244,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     parser.add_argument(
         "--only",
-        choices=["serve", "providers", "console", "search", "scaling"],
+        choices=["serve", "providers", "console", "search", "scaling", "status"],
         help="run only these figures (the webhook receiver's, its provider adapters', "
-        "the operator console's pages, search's, or scaling's: partitioning, customer "
-        "keys, a synchronous standby)",
+        "the operator console's pages, search's, scaling's: partitioning, customer "
+        "keys, a synchronous standby; or delivery status's: worker and receiver ratios)",
     )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -272,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures += provider_figures.provider_figures(
                     server, template, sizes, notes, Path(store)
                 )
+        if args.only in (None, "status"):
+            figures += status_figures.status_figures(server, template, sizes, notes)
         if args.only in (None, "console"):
             figures += console_figures(server, template, sizes, notes)
         if args.only in (None, "search"):

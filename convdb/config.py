@@ -119,6 +119,7 @@ class Settings:
     search_timeout: float
     search_max_query: int
     search_max_terms: int
+    status_early_days: float
     # the operator console's (convdb.console.settings.ConsoleSettings is its view of them)
     console_password_ref: str | None = None
     console_readonly_password_ref: str | None = None
@@ -478,6 +479,14 @@ SETTINGS: tuple[Setting, ...] = (
         "50",
         integer(1, 500),
         "search: most terms (words) in a query (more are refused)",
+    ),
+    Setting(
+        "CONVDB_STATUS_EARLY_DAYS",
+        "status_early_days",
+        "7",
+        number(0.01, 3650),
+        "delivery status: days a report for a message not stored yet waits for it, "
+        "then it is purged",
     ),
 )
 

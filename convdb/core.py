@@ -18,10 +18,12 @@ plugin = Plugin(
     handlers={
         "message.received": "convdb.ingest:handle_message_received",
         "message.sent": "convdb.ingest:handle_message_sent",
+        "message.status": "convdb.ingest.status:handle_status",
     },
     batch_handlers={
         "message.received": "convdb.ingest:handle_batch",
         "message.sent": "convdb.ingest:handle_batch",
+        "message.status": "convdb.ingest.status:handle_status_batch",
     },
     adapters={
         "standard": "convdb.serve.standard:StandardWebhooks",
@@ -29,5 +31,6 @@ plugin = Plugin(
         "sendgrid": "convdb.serve.providers.sendgrid:SendGrid",
         "mailgun": "convdb.serve.providers.mailgun:Mailgun",
         "postmark": "convdb.serve.providers.postmark:Postmark",
+        "sendgrid_events": "convdb.serve.providers.sendgrid_events:SendGridEvents",
     },
 )

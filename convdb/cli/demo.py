@@ -10,8 +10,11 @@
    sender would, then one forged delivery, and show what each got; then one
    real-shaped webhook per provider adapter (Twilio, SendGrid, Mailgun,
    Postmark: :mod:`convdb.cli.demo_providers`) and a forged Twilio one;
+   then three outbound SMS and their Twilio status callbacks (one early,
+   one late, one bounce: :mod:`convdb.cli.demo_status`);
 5. stop the server (SIGTERM), drain the queue with the worker in burst mode,
-   and print the queue statistics and the conversation overview.
+   and print the queue statistics, the conversation overview and the
+   outbound messages' delivery status.
 
 Running it again stores nothing new: each delivery's ``webhook-id`` is a
 digest of it, and each customer's in-house sender is one provider, so the
@@ -40,7 +43,7 @@ from ..queue.worker import run as run_worker
 from ..serve import endpoints
 from ..serve.server import free_port, serve_command
 from ..serve.standard import generate_secret, sign
-from . import demo_providers
+from . import demo_providers, demo_status
 from .render import format_table, queue_stats_text
 
 SAMPLE = "samples/webhooks.jsonl"
@@ -171,6 +174,13 @@ def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
         echo(f"demo: convdb serve on {base}, one endpoint per customer (Standard Webhooks)")
         rows = deliver(base, paths, env)
         provider_rows = demo_providers.deliver(base, provider_paths, provider_secrets, post)
+        secrets = dict(zip(paths, env.values(), strict=True))
+        status_rows = demo_status.deliver(
+            base,
+            (paths["acme"], secrets["acme"]),
+            (provider_paths["twilio"], provider_secrets["twilio"]),
+            post,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -184,6 +194,9 @@ def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
     echo("")
     echo("provider adapters: one webhook each, as the provider sends it (signed or basic auth)")
     echo(format_table(["provider", "customer", "message id", "HTTP", "answer"], provider_rows))
+    echo("")
+    echo("delivery status: outbound SMS and Twilio's status callbacks (docs/status.md)")
+    echo(format_table(["request", "message", "HTTP"], status_rows))
     counters = run_worker(url, config=WorkerConfig(burst=True, progress_interval=0))
     echo(
         f"demo: worker drained the queue: {counters.done} done, {counters.retried} retried, "
@@ -194,6 +207,7 @@ def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
     with closing(connect(url, bind=False)) as db:
         dead = db.execute_sql(DEAD).fetchall()
         overview = db.execute_sql(OVERVIEW).fetchall()
+        statuses = db.execute_sql(demo_status.STATUS_TABLE).fetchall()
     if dead:
         echo("")
         echo("dead events (fix the payload, then `convdb queue retry-dead --id N`)")
@@ -202,3 +216,6 @@ def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
     echo("conversation_overview")
     headers = ["conversation", "customer", "topic", "messages", "participants"]
     echo(format_table([*headers, "who", "last message"], overview))
+    echo("")
+    echo("delivery status of the outbound SMS (messages.status, message_status_reports)")
+    echo(format_table(["message", "status", "status at", "reports (provider's words)"], statuses))

@@ -227,5 +227,6 @@ def queue_stats_text(result: QueueStats) -> str:
         f"retry backlog: {result.retrying} pending after a failed attempt, "
         f"{result.scheduled} scheduled for later",
         f"expired leases (to be reclaimed): {result.expired_leases}",
+        f"early delivery reports (waiting for their message): {result.early_reports}",
     ]
     return "\n".join(lines)

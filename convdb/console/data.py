@@ -13,9 +13,8 @@ page costs the same on the first page and the thousandth:
   (``messages_conversation_sent_at_idx``), read from the
   ``conversation_messages`` view: its columns are :data:`MESSAGE_COLUMNS`.
 
-Delivery status (``status``, ``status_at`` in the view) is not in the
-schema yet: adding it is two names in :data:`MESSAGE_COLUMNS` and one cell
-in ``conversation.html``. Search is :func:`convdb.search.search_on`.
+Each message shows its delivery status (``status``, ``status_at`` in the
+view, migration 055). Search is :func:`convdb.search.search_on`.
 """
 
 from __future__ import annotations
@@ -36,6 +35,8 @@ MESSAGE_COLUMNS = (
     "received_at",
     "body_text",
     "attachments_count",
+    "status",
+    "status_at",
 )
 
 ENDPOINTS_PAGE = """

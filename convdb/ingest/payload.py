@@ -24,12 +24,21 @@ from ..exceptions import PayloadError
 
 __all__ = [
     "EVENT_TYPES",
+    "STATUSES",
     "Address",
     "CanonicalMessage",
+    "StatusReport",
+    "parse_event",
     "parse_message",
+    "parse_status",
 ]
 
-EVENT_TYPES = ("message.received", "message.sent")
+EVENT_TYPES = ("message.received", "message.sent", "message.status")
+#: A message's delivery statuses, in rank order: its status is the highest
+#: rank among its reports (``docs/status.md``).
+STATUSES = ("queued", "sent", "delivered", "failed", "read")
+#: A provider's own word or error code (``detail``, ``word``), in characters.
+MAX_DETAIL = 500
 MESSAGE_KINDS = ("email", "sms", "mms")
 #: Keys (``customer.key``, ``provider.name``, ``message_id``, ``conversation_key``)
 #: go into unique indexes, whose entries must stay under ~2.7 KB: 500
@@ -98,6 +107,30 @@ class CanonicalMessage:
         if self.direction == "inbound":
             return (self.sender, *self.recipients[1:])
         return self.recipients
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A validated ``message.status`` payload: one provider report about one message.
+
+    ``status`` is None for a report that changes nothing (a temporary
+    failure, ``deferred``, an unknown word): it is only kept in the history.
+    ``word`` is the provider's own word (``undelivered``, ``HardBounce``);
+    ``event_id`` the provider's id of the report, when it has one.
+    """
+
+    customer_key: str
+    customer_name: str
+    provider_kind: str
+    provider_name: str
+    message_id: str
+    status: str | None
+    word: str
+    at: dt.datetime
+    detail: str | None
+    event_id: str | None
+    #: a record of an event the receiver refused: kept only when its message is stored
+    refused: bool = False
 
 
 def _get(obj: dict, field: str, path: str, *, required: bool = True):
@@ -272,14 +305,7 @@ def _filename(obj: dict, path: str) -> str | None:
     return value.strip()[:MAX_FILENAME]
 
 
-def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
-    """Validate a canonical payload; :class:`PayloadError` names the first bad field.
-
-    ``direction`` may be left out when ``event_type`` is given: it is then
-    ``inbound`` for ``message.received`` and ``outbound`` for ``message.sent``.
-    Unknown fields are ignored.
-    """
-    obj = _object(payload, "payload")
+def _customer_and_provider(obj: dict) -> tuple[str, str, str, str]:
     customer = _object(_get(obj, "customer", "customer"), "customer")
     customer_key = _text(_get(customer, "key", "customer.key"), "customer.key")
     customer_name = _opt_text(customer, "name", "customer.name", max_len=None) or customer_key
@@ -288,15 +314,90 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
     if kind not in MESSAGE_KINDS:
         raise PayloadError(f"provider.kind: {kind!r} is not one of {', '.join(MESSAGE_KINDS)}")
     provider_name = _text(_get(provider, "name", "provider.name"), "provider.name")
+    return customer_key, customer_name, kind, provider_name
+
+
+def _message_id(obj: dict) -> str:
+    message_id = _get(obj, "message_id", "message_id")
+    if isinstance(message_id, int) and not isinstance(message_id, bool):
+        message_id = str(message_id)  # some providers use numeric ids
+    return _text(message_id, "message_id")
+
+
+def parse_status(payload) -> StatusReport:
+    """Validate a ``message.status`` payload; :class:`PayloadError` names the first bad field.
+
+    ``status`` is one of :data:`STATUSES`, or null for a report that changes
+    nothing (then ``word`` says what the provider said). ``at`` is an ISO 8601
+    time with an offset; ``detail`` (the provider's word or error code),
+    ``word`` (default: ``detail``, else ``status``) and ``event_id`` (the
+    provider's id of this report) are optional. ``refused: true`` marks the
+    record of an event the receiver refused (its reason in ``detail``): kept in
+    the history only when its message is stored.
+    """
+    obj = _object(payload, "payload")
+    customer_key, customer_name, kind, provider_name = _customer_and_provider(obj)
+    message_id = _message_id(obj)
+    if "status" not in obj:
+        raise PayloadError("status: missing (required; null for a report that changes nothing)")
+    status = obj["status"]
+    if status is not None and status not in STATUSES:
+        shown = repr(status)[:80]
+        raise PayloadError(f"status: {shown} is not one of {', '.join(STATUSES)} (or null)")
+    detail = _opt_text(obj, "detail", "detail", max_len=MAX_DETAIL)
+    word = _opt_text(obj, "word", "word", max_len=MAX_DETAIL) or detail or status
+    if word is None:
+        raise PayloadError("word: missing (required when status is null and there is no detail)")
+    event_id = _get(obj, "event_id", "event_id", required=False)
+    refused = obj.get("refused", False)
+    if not isinstance(refused, bool):
+        raise PayloadError("refused: expected true or false")
+    if refused and status is not None:
+        raise PayloadError("status: must be null in the record of a refused event")
+    return StatusReport(
+        customer_key=customer_key,
+        customer_name=customer_name,
+        provider_kind=kind,
+        provider_name=provider_name,
+        message_id=message_id,
+        status=status,
+        word=word,
+        at=_timestamp(_get(obj, "at", "at"), "at"),
+        detail=detail,
+        event_id=None if event_id is None else _text(event_id, "event_id"),
+        refused=refused,
+    )
+
+
+def parse_event(event_type: str, payload) -> CanonicalMessage | StatusReport:
+    """The canonical validation of one event of the core's types (:data:`EVENT_TYPES`).
+
+    Every door asks this function: what it refuses, the worker would refuse
+    for good. :class:`PayloadError` for a bad payload or another event type.
+    """
+    if event_type == "message.status":
+        return parse_status(payload)
+    if event_type in ("message.received", "message.sent"):
+        return parse_message(payload, event_type)
+    known = ", ".join(EVENT_TYPES)
+    raise PayloadError(f"event type {str(event_type)[:100]!r} is not one of {known}")
+
+
+def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
+    """Validate a canonical payload; :class:`PayloadError` names the first bad field.
+
+    ``direction`` may be left out when ``event_type`` is given: it is then
+    ``inbound`` for ``message.received`` and ``outbound`` for ``message.sent``.
+    Unknown fields are ignored.
+    """
+    obj = _object(payload, "payload")
+    customer_key, customer_name, kind, provider_name = _customer_and_provider(obj)
     default_direction = {"message.received": "inbound", "message.sent": "outbound"}
     direction = _get(obj, "direction", "direction", required=event_type not in default_direction)
     direction = default_direction[event_type] if direction is None else direction
     if direction not in ("inbound", "outbound"):
         raise PayloadError(f"direction: {direction!r} is not 'inbound' or 'outbound'")
-    message_id = _get(obj, "message_id", "message_id")
-    if isinstance(message_id, int) and not isinstance(message_id, bool):
-        message_id = str(message_id)  # some providers use numeric ids
-    message_id = _text(message_id, "message_id")
+    message_id = _message_id(obj)
     sender = _address(_get(obj, "from", "from"), "from", kind)
     to = _get(obj, "to", "to")
     if not isinstance(to, list) or not to:

@@ -29,7 +29,9 @@ handful of round trips and no planning. The rules, in order:
 6. bodies in ``email_bodies`` or ``xms_bodies`` (an empty body has none)
    and attachment URLs (``attachment_urls``), then participants and
    messages (with their sender, ``sender_id``) in one statement, then
-   attachments. Dedup rows go through :func:`convdb.dedup.intern_values`.
+   attachments. Dedup rows go through :func:`convdb.dedup.intern_values`;
+7. a new outbound message takes the delivery reports that came before it
+   (:func:`convdb.ingest.status.attach_early`).
 
 "First" is the order of the messages: whatever the batch's size or split,
 the same messages in the same order write the same rows (ids aside).
@@ -60,7 +62,7 @@ import peewee
 
 from .. import dedup
 from ..exceptions import TransientError
-from . import contacts
+from . import contacts, status
 from .payload import CanonicalMessage
 from .statements import columns, create, first, intern, refresh_plans, run, unnest
 
@@ -178,8 +180,18 @@ def ingest_messages(db: peewee.Database, messages: Sequence[CanonicalMessage]) -
     _pin(db, batch)
     people = contacts.people(db, batch)
     urls = _attachment_urls(db, [r.msg for r in batch])
+    outbound = [(r.provider, r.msg.message_id) for r in batch if r.msg.direction == "outbound"]
+    status.lock(db, outbound)  # before the insert: see convdb.ingest.status
     ids = _messages(db, batch, people)
     _attachments(db, [r.msg for r in batch], ids, urls)
+    status.attach_early(
+        db,
+        [
+            (message_id, r.provider, r.msg.message_id)
+            for r, message_id in zip(batch, ids, strict=True)
+            if message_id is not None and r.msg.direction == "outbound"
+        ],
+    )
     for i, message_id in zip(todo, ids, strict=True):
         results[i] = message_id
     return results

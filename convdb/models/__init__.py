@@ -4,6 +4,7 @@ from .base import BaseModel
 from .core import (
     DIRECTIONS,
     ENDPOINT_KINDS,
+    MESSAGE_STATUSES,
     PARTICIPANT_ROLES,
     PROVIDER_KINDS,
     Attachment,
@@ -15,6 +16,7 @@ from .core import (
     EndpointMapping,
     Message,
     MessageAttachment,
+    MessageStatusReport,
     Provider,
 )
 from .dedup import AttachmentUrl, EmailAddress, EmailBody, PhoneNumber, XmsBody
@@ -33,6 +35,7 @@ CORE_MODELS = (
     Message,
     Attachment,
     MessageAttachment,
+    MessageStatusReport,
 )
 DEDUP_MODELS = (EmailBody, XmsBody, PhoneNumber, EmailAddress, AttachmentUrl)
 QUEUE_MODELS = (InboundEvent,)
@@ -47,6 +50,7 @@ __all__ = [
     "DIRECTIONS",
     "ENDPOINT_KINDS",
     "EVENT_STATUSES",
+    "MESSAGE_STATUSES",
     "PARTICIPANT_ROLES",
     "PRIVACY_MODELS",
     "PROVIDER_KINDS",
@@ -68,6 +72,7 @@ __all__ = [
     "InboundEvent",
     "Message",
     "MessageAttachment",
+    "MessageStatusReport",
     "PhoneNumber",
     "Provider",
     "RetentionPolicy",

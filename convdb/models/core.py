@@ -18,6 +18,9 @@ PROVIDER_KINDS = ("sms", "mms", "email", "voice", "voicemail")
 ENDPOINT_KINDS = ("sms", "mms", "email")
 PARTICIPANT_ROLES = ("customer", "contact")
 DIRECTIONS = ("inbound", "outbound")
+#: Delivery statuses in rank order (``docs/status.md``); the same as
+#: :data:`convdb.ingest.payload.STATUSES`.
+MESSAGE_STATUSES = ("queued", "sent", "delivered", "failed", "read")
 
 
 class Customer(BaseModel):
@@ -157,10 +160,38 @@ class Message(BaseModel):
     sent_at = TimestampTZField()
     received_at = TimestampTZField(null=True)
     created_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+    # Delivery status (migration 055), kept by the message.status handler: read them.
+    status = peewee.TextField(null=True)
+    status_at = TimestampTZField(null=True)
 
     class Meta:
         table_name = "messages"
         indexes = ((("provider", "provider_message_id"), True),)
+
+
+class MessageStatusReport(BaseModel):
+    """One provider report about an outbound message, kept once (migration 055).
+
+    ``message`` is NULL while the message is not stored yet (an early report);
+    ``status`` is NULL for a report that changes nothing; ``word`` is the
+    provider's own word. Written by :mod:`convdb.ingest.status` only.
+    """
+
+    id = BigIdentityField()
+    provider = peewee.ForeignKeyField(Provider, on_delete="CASCADE")
+    provider_message_id = peewee.TextField()
+    message = peewee.ForeignKeyField(
+        Message, null=True, backref="status_reports", on_delete="CASCADE"
+    )
+    event_key = peewee.TextField(null=True)
+    word = peewee.TextField()
+    status = peewee.TextField(null=True)
+    at = TimestampTZField()
+    detail = peewee.TextField(null=True)
+    received_at = TimestampTZField(constraints=[peewee.SQL("DEFAULT now()")])
+
+    class Meta:
+        table_name = "message_status_reports"
 
 
 class Attachment(BaseModel):

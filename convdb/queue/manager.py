@@ -66,6 +66,8 @@ class QueueStats:
     retrying: int = 0
     scheduled: int = 0
     expired_leases: int = 0
+    #: delivery reports waiting for their message (convdb.ingest.status)
+    early_reports: int = 0
 
     def count(self, status: str) -> int:
         return sum(n for _, s, n in self.by_type if s == status)
@@ -229,7 +231,8 @@ class QueueManager:
             oldest, retrying, scheduled, expired = self.db.execute_sql(
                 queries.STATS_SUMMARY
             ).fetchone()
-        return QueueStats([tuple(r) for r in by_type], oldest, retrying, scheduled, expired)
+            early = self.db.execute_sql(queries.EARLY_REPORTS).fetchone()[0]
+        return QueueStats([tuple(r) for r in by_type], oldest, retrying, scheduled, expired, early)
 
     def retry_dead(
         self,

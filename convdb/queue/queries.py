@@ -196,6 +196,12 @@ SELECT extract(epoch FROM now() - min(received_at)
  WHERE status IN ('pending', 'processing')
 """
 
+# Delivery reports waiting for their message (message_id NULL: the early
+# reports of convdb.ingest.status), through their partial index.
+EARLY_REPORTS = """
+SELECT count(*) FROM message_status_reports WHERE message_id IS NULL
+"""
+
 # Dead events back to pending: all, of one type, the given ids, and (for a
 # bulk action confirmed at one moment) only ids up to ``max_id``; at most
 # ``limit`` of them (NULL: no limit) in id order, through

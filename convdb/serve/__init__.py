@@ -3,6 +3,7 @@
 For adapter authors (a plugin's ``Plugin(adapters={...})``)::
 
     from convdb.serve import Adapter, Delivery, Rejection, WebhookRequest, WebhookResponse
+    from convdb.serve import Batch, Refused  # a request carrying many events
 
 For applications that mount the receiver: :func:`convdb.serve.app.create_app`.
 
@@ -18,10 +19,12 @@ Modules: :mod:`~convdb.serve.adapters` (the interface, with
 
 from .adapters import (
     Adapter,
+    Batch,
     Delivery,
     Endpoint,
     Headers,
     Outcome,
+    Refused,
     Rejection,
     WebhookRequest,
     WebhookResponse,
@@ -29,10 +32,12 @@ from .adapters import (
 
 __all__ = [
     "Adapter",
+    "Batch",
     "Delivery",
     "Endpoint",
     "Headers",
     "Outcome",
+    "Refused",
     "Rejection",
     "WebhookRequest",
     "WebhookResponse",

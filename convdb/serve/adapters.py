@@ -107,6 +107,44 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """One event of a batch that will not be stored, and why (listed in the answer).
+
+    ``record`` is an optional delivery that records the refusal (a
+    ``message.status`` with ``refused: true``: a row in the history when the
+    event's message is stored), stored with the batch.
+    """
+
+    index: int
+    reason: str
+    detail: str = ""
+    record: Delivery | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What an adapter wants stored from a request carrying many events (SendGrid's
+    event webhook): each delivery becomes its own queue row, all stored in one
+    transaction; ``refused`` are the events it will not store, with their reasons.
+
+    The 2xx promise holds per event: the request is answered 2xx once every
+    event is stored or refused (:meth:`Adapter.respond_batch` lists both).
+    """
+
+    deliveries: tuple[Delivery, ...]
+    refused: tuple[Refused, ...] = ()
+    #: each delivery's index in the request's batch (default: 0, 1, 2, ...)
+    indexes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        records = [r.record for r in self.refused if r.record is not None]
+        if any(d.nonce is not None for d in (*self.deliveries, *records)):
+            raise ValueError("a batch's deliveries carry no nonce (sign the request instead)")
+        if self.indexes is not None and len(self.indexes) != len(self.deliveries):
+            raise ValueError("a batch needs one index per delivery")
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What storing a delivery came to: ``"stored"`` or ``"duplicate"`` (already there)."""
 
@@ -158,9 +196,29 @@ class Adapter:
     max_body: ClassVar[int | None] = None
     needs_secret: ClassVar[bool] = True
 
-    async def receive(self, request: WebhookRequest) -> Delivery:
-        """Authenticate and parse ``request``; a :class:`Delivery` or a :class:`Rejection`."""
+    async def receive(self, request: WebhookRequest) -> Delivery | Batch:
+        """Authenticate and parse ``request``; a :class:`Delivery` (or a :class:`Batch`
+        of them), or a :class:`Rejection`."""
         raise NotImplementedError
+
+    def respond_batch(
+        self, request: WebhookRequest, batch: Batch, outcomes: list[Outcome | Refused]
+    ) -> WebhookResponse:
+        """The 2xx answer to a batch, once its stored events are committed: counts, and
+        each refused event with its index and reason."""
+        refused = [o for o in outcomes if isinstance(o, Refused)]
+        stored = sum(1 for o in outcomes if isinstance(o, Outcome) and o.status == "stored")
+        return WebhookResponse.json(
+            200,
+            {
+                "stored": stored,
+                "duplicate": len(outcomes) - stored - len(refused),
+                "refused": [
+                    {"index": r.index, "error": r.reason, "detail": r.detail}
+                    for r in sorted(refused, key=lambda r: r.index)
+                ],
+            },
+        )
 
     def respond(self, request: WebhookRequest, outcome: Outcome) -> WebhookResponse:
         """The 2xx answer once ``outcome`` is committed (default: 200 with JSON)."""
@@ -187,10 +245,12 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_KEY_LENGTH",
     "Adapter",
+    "Batch",
     "Delivery",
     "Endpoint",
     "Headers",
     "Outcome",
+    "Refused",
     "Rejection",
     "WebhookRequest",
     "WebhookResponse",

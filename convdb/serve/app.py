@@ -51,7 +51,16 @@ from ..db import resolve_url
 from ..exceptions import ConfigError
 from ..replicas import ReplicaMonitor
 from . import metrics
-from .adapters import Adapter, Headers, Outcome, Rejection, WebhookRequest, WebhookResponse
+from .adapters import (
+    Adapter,
+    Batch,
+    Headers,
+    Outcome,
+    Refused,
+    Rejection,
+    WebhookRequest,
+    WebhookResponse,
+)
 from .endpoints import PATH_PREFIX, Directory, read_all
 from .groupcommit import GroupWriter
 from .pg import Unavailable
@@ -195,6 +204,8 @@ class Receiver:
             if wreq.content_length is not None and wreq.content_length > wreq.max_body:
                 raise Rejection.too_large(f"the body is over {wreq.max_body} bytes")
             delivery = await adapter.receive(wreq)
+            if isinstance(delivery, Batch):
+                return await self._store_batch(adapter, wreq, delivery)
             key = endpoint.key_namespace + delivery.idempotency_key
             scope = None
             if delivery.nonce is not None:  # spent once per signing key (replay.py)
@@ -227,6 +238,53 @@ class Receiver:
             log.warning("endpoint %s: storing again", label)
         answer = adapter.respond(wreq, Outcome(status, endpoint, key))
         return answer, ("accepted" if status == "stored" else "duplicate"), ""
+
+    async def _store_batch(
+        self, adapter: Adapter, wreq: WebhookRequest, batch: Batch
+    ) -> tuple[WebhookResponse, str, str]:
+        """Store a batch's events in one group; each event is stored or refused alone.
+
+        Every refused event is logged and counted (``outcome="refused_event"``),
+        and its record (when the adapter made one) stored with the batch; the
+        request gets 2xx once each event is one or the other.
+        """
+        endpoint, label = wreq.endpoint, wreq.endpoint.label
+        keys = [endpoint.key_namespace + d.idempotency_key for d in batch.deliveries]
+        records = [r.record for r in batch.refused if r.record is not None]
+        record_keys = [endpoint.key_namespace + d.idempotency_key for d in records]
+        results = await self.writer.store_many(
+            endpoint.id,
+            list(zip(keys + record_keys, [*batch.deliveries, *records], strict=True)),
+            timeout=self.settings.commit_timeout,
+            size=wreq.content_length,
+        )
+        results = results[: len(keys)]  # the records' own results are not the events'
+        indexes = batch.indexes or tuple(range(len(batch.deliveries)))
+        outcomes: list[Outcome | Refused] = list(batch.refused)
+        for index, key, result in zip(indexes, keys, results, strict=True):
+            if isinstance(result, Rejection):
+                outcomes.append(Refused(index, result.reason, result.detail))
+            else:
+                outcomes.append(Outcome(result, endpoint, key))
+        for refused in outcomes:
+            if isinstance(refused, Refused):
+                log.info(
+                    "endpoint %s: event %d of a batch refused: %s %s",
+                    label,
+                    refused.index,
+                    refused.reason,
+                    refused.detail[:200],
+                )
+                metrics.WEBHOOKS.labels(label, "refused_event", refused.reason).inc()
+        if self._faults.pop(label, None) is not None:
+            log.warning("endpoint %s: storing again", label)
+        statuses = {o.status for o in outcomes if isinstance(o, Outcome)}
+        answer = adapter.respond_batch(wreq, batch, outcomes)
+        if "stored" in statuses:
+            return answer, "accepted", ""
+        if statuses:
+            return answer, "duplicate", ""
+        return answer, "rejected", "every_event_refused"
 
     def _fault(self, label: str, cause: str) -> None:
         """Log a curable fault of an endpoint once, until it changes or is cured."""

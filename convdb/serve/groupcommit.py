@@ -7,7 +7,10 @@ one statement (:data:`INSERT_GROUP`) and commits, with ``synchronous_commit``
 on; only then does it resolve each request's future with ``"stored"`` or
 ``"duplicate"``. While one group commits, the next one queues up, so the
 group size follows the load by itself: one row at low load (no added wait),
-hundreds under a burst (one WAL flush for all of them).
+hundreds under a burst (one WAL flush for all of them). A request that
+carries a batch of events (SendGrid's event webhook) hands over all its rows
+at once (:meth:`GroupWriter.store_many`): they always share one group, so
+one transaction, whatever ``max_group``.
 
 Failures stay with their request:
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -178,9 +182,67 @@ class GroupWriter:
             raise result
         return result
 
-    def _submit(self, item: Pending) -> None:
+    async def store_many(
+        self,
+        endpoint_id: int,
+        items: Sequence[tuple[str, Delivery]],
+        *,
+        timeout: float,
+        size: int | None = 0,
+    ) -> list[object]:
+        """Each (key, delivery)'s result, all in one group (one transaction): ``"stored"``,
+        ``"duplicate"``, or the :class:`Rejection` of a row refused alone (over the
+        queue's limits, or by the database). Raises :class:`Unavailable` when any row
+        could not be written for a cause that is not its own."""
+
+        def texts() -> list[object]:
+            out: list[object] = []
+            for key, delivery in items:
+                try:
+                    out.append(queued_text(delivery.event_type, delivery.payload, key))
+                except Rejection as rejection:
+                    out.append(rejection)
+            return out
+
+        payloads = await off_loop(size, texts)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future | None] = []
+        rows: list[Pending] = []
+        for (key, delivery), payload in zip(items, payloads, strict=True):
+            if isinstance(payload, Rejection):
+                futures.append(None)
+                continue
+            future = loop.create_future()
+            futures.append(future)
+            rows.append(
+                Pending(
+                    endpoint_id,
+                    delivery.event_type,
+                    payload,
+                    key,
+                    None,
+                    float(delivery.nonce_ttl),
+                    functools.partial(_settle_threadsafe, loop, future),
+                    endpoint_scope(endpoint_id),
+                )
+            )
+        if rows:
+            self._submit(rows)
+            try:
+                done = [f for f in futures if f is not None]
+                await asyncio.wait_for(asyncio.gather(*done), timeout)
+            except TimeoutError:
+                raise Unavailable(f"the database did not commit within {timeout:g} s") from None
+        results = [p if f is None else f.result() for f, p in zip(futures, payloads, strict=True)]
+        for result in results:
+            if isinstance(result, Unavailable):
+                raise result
+        return results
+
+    def _submit(self, item: Pending | list[Pending]) -> None:
         if self._closing:
-            item.done(Unavailable("the server is shutting down"))
+            for row in _rows(item):
+                row.done(Unavailable("the server is shutting down"))
             return
         self.start()
         self._queue.put(item)
@@ -209,7 +271,8 @@ class GroupWriter:
             first = self._queue.get()
             if first is _STOP:
                 break
-            group, stop = [first], False
+            # A list is one request's batch: its rows always share a group.
+            group, stop = _rows(first), False
             while len(group) < self._max_group:
                 try:
                     item = self._queue.get_nowait()
@@ -218,7 +281,7 @@ class GroupWriter:
                 if item is _STOP:
                     stop = True
                     break
-                group.append(item)
+                group.extend(_rows(item))
             self._in_flight = len(group)
             try:
                 self._write(group)
@@ -238,7 +301,8 @@ class GroupWriter:
             except queue.Empty:
                 break
             if item is not _STOP:
-                item.done(leftover)
+                for row in _rows(item):
+                    row.done(leftover)
 
     def _connection(self):
         if self._conn is not None:
@@ -378,6 +442,14 @@ class GroupWriter:
 def _rollback(conn) -> None:
     with contextlib.suppress(psycopg2.Error):
         conn.rollback()
+
+
+def _rows(item) -> list[Pending]:
+    return item if isinstance(item, list) else [item]
+
+
+def _settle_threadsafe(loop, future: asyncio.Future, result: object) -> None:
+    loop.call_soon_threadsafe(_settle, future, result)
 
 
 def _settle(future: asyncio.Future, result: object) -> None:

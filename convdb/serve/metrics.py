@@ -1,7 +1,8 @@
 """Prometheus metrics of the receiver (``GET /metrics``), one set per process or shared.
 
 - ``convdb_webhooks_total{endpoint, outcome, reason}``: every answered
-  webhook; ``outcome`` is ``accepted``, ``duplicate`` or ``rejected``,
+  webhook; ``outcome`` is ``accepted``, ``duplicate`` or ``rejected``
+  (and ``refused_event`` once per event refused inside a batch request),
   ``reason`` why a request was rejected (``bad_signature``,
   ``stale_timestamp``, ``unknown_endpoint``, ``too_large``,
   ``database_unavailable``, ...). ``endpoint`` is ``customer/provider`` of a

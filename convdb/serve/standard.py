@@ -14,10 +14,11 @@ A request carries three headers:
 
 The body is ``{"type": EVENT_TYPE, "data": PAYLOAD}`` (other keys such as
 ``timestamp`` are allowed); a type named in the path (``/hooks/TOKEN/TYPE``)
-must agree with the body's, or stands in for it. For ``message.received``
-and ``message.sent`` the payload's ``customer`` must be the endpoint's
-customer (filled in when absent), so a sender can only write its own
-customer's conversations.
+must agree with the body's, or stands in for it. For ``message.received``,
+``message.sent`` and ``message.status`` the payload's ``customer`` must be
+the endpoint's customer (filled in when absent), so a sender can only write
+its own customer's conversations. A ``message.status`` payload is checked by
+the canonical validation before the answer (400 with the reason).
 
 :func:`sign` and :func:`generate_secret` are what a sender (the demo, the
 tests, the benchmarks) uses.
@@ -31,6 +32,8 @@ import hashlib
 import hmac
 import secrets
 
+from ..exceptions import PayloadError
+from ..ingest.payload import parse_status
 from .adapters import Adapter, Delivery, Rejection, WebhookRequest, check_key
 from .request import off_loop
 from .secrets import SecretUnavailable
@@ -39,7 +42,7 @@ SECRET_PREFIX = "whsec_"
 MAX_ID_LENGTH = 256
 MAX_SIGNATURE_HEADER = 4096
 MAX_SIGNATURES = 16
-CANONICAL_TYPES = ("message.received", "message.sent")
+CANONICAL_TYPES = ("message.received", "message.sent", "message.status")
 
 
 def decode_secret(secret: str) -> bytes:
@@ -103,6 +106,11 @@ class StandardWebhooks(Adapter):
         event_type, data = self._event(request, doc)
         if event_type in CANONICAL_TYPES:
             data = scoped_to_endpoint(data, request)
+        if event_type == "message.status":
+            try:
+                parse_status(data)
+            except PayloadError as exc:
+                raise Rejection.malformed("bad_payload", exc.message) from None
         return Delivery(event_type, data, idempotency_key=msg_id)
 
     def _headers(self, request: WebhookRequest) -> tuple[str, str, list[bytes]]:

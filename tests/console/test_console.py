@@ -23,7 +23,7 @@ from ..console_support import (
     login,
     token,
 )
-from ..support import fill, sms_events, status_counts
+from ..support import example, fill, sms_events, status_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -380,6 +380,44 @@ def test_inbox_and_conversation_page_by_keyset(db_url):
         assert "← in" in page and "→ out" in page
         sent = re.findall(r"<td>(2025-11-05 10:\d\d:\d\d) UTC</td>", page)
         assert sent == sorted(sent, reverse=True) and len(sent) >= 2
+
+
+def test_the_conversation_page_shows_each_messages_delivery_status(db_url):
+    outbound = []
+    for i in range(3):
+        p = example(message_id=f"out-{i}", direction="outbound", conversation_key="shipping")
+        p["from"], p["to"] = {"address": "support@acme.example"}, [{"address": "jane@example.com"}]
+        outbound.append(p)
+    fill(db_url, outbound, "message.sent")
+    fill(db_url, [example(message_id="in-0", conversation_key="shipping")])
+    report = {"customer": {"key": "acme"}, "provider": {"kind": "email", "name": "sendgrid"}}
+    fill(
+        db_url,
+        [
+            {**report, "message_id": "out-0", "status": "delivered", "at": "2025-11-05T10:01:00Z"},
+            {
+                **report,
+                "message_id": "out-1",
+                "status": "failed",
+                "at": "2025-11-05T10:02:00Z",
+                "detail": "550 5.1.1 <b>unknown</b>",
+            },
+        ],
+        "message.status",
+    )
+    drain(db_url)
+    conversation = scalar(db_url, "SELECT id FROM conversations WHERE key = 'shipping'")
+    ids = dict(query(db_url, "SELECT provider_message_id, id FROM messages"))
+    with client(db_url) as http:
+        login(http)
+        page = http.get(f"/conversations/{conversation}").text
+    row = r'<tr class="message \w+" id="message-(\d+)">.*?<td class="status[^"]*">(.*?)</td>'
+    cells = dict(re.findall(row, page, re.S))
+    assert cells[str(ids["out-0"])].startswith("delivered")
+    assert "2025-11-05 10:01:00 UTC" in cells[str(ids["out-0"])]
+    assert cells[str(ids["out-1"])].startswith("failed")
+    assert "no report yet" in cells[str(ids["out-2"])]
+    assert cells[str(ids["in-0"])] == ""
 
 
 def test_search_from_the_customer_page_pages_by_keyset_and_keeps_the_words_out_of_urls(

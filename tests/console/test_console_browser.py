@@ -53,6 +53,12 @@ def site(server, template_db):
     name = server.create(template=template_db)
     url = server.url(name)
     fill(url, sms_events(40, customers=2, contacts=8))
+    report = {"customer": {"key": "cust-0"}, "provider": {"kind": "sms", "name": "twilio"}}
+    delivered = {"message_id": "m-6", "status": "delivered", "at": "2025-11-05T08:00:09Z"}
+    failed = {"message_id": "m-30", "status": "failed", "at": "2025-11-05T08:01:00Z"}
+    failed.update(word="undelivered", detail="30003")
+    # delivery reports of two outbound messages (the conversation's screenshot)
+    fill(url, [{**report, **delivered}, {**report, **failed}], "message.status")
     drain(url)
     hostile_messages(url)
     fill(url, sms_events(3, prefix="dying"))

@@ -220,7 +220,7 @@ def test_truncate_resets_the_counters(world):
     with world.cursor() as cur:
         insert_messages(cur, 1, [1])
         cur.execute("INSERT INTO conversation_participants VALUES (2, 2, 'contact')")
-        cur.execute("TRUNCATE message_attachments, messages")
+        cur.execute("TRUNCATE message_attachments, message_status_reports, messages")
         cur.execute("TRUNCATE conversation_participants")
         assert counters(cur) == {1: (None, 0, 0), 2: (None, 0, 0)}
 

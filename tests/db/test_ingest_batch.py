@@ -202,9 +202,16 @@ def test_new_code_on_the_first_history_leaves_the_counting_to_its_triggers(empty
     nothing itself. (023 recounts them: test_counters.)"""
     migrate_lib.run(empty_db_url, sources=[HISTORY_0_1], echo=lambda _: None)
     # this ingestion writes attachments.size (021), filename (051) and
-    # messages.sender_id (053), all after the first history
+    # messages.sender_id (053), and looks for early delivery reports (055),
+    # all after the first history
     query(empty_db_url, "ALTER TABLE attachments ADD COLUMN size BIGINT, ADD COLUMN filename TEXT")
     query(empty_db_url, "ALTER TABLE messages ADD COLUMN sender_id BIGINT")
+    query(
+        empty_db_url,
+        "ALTER TABLE messages ADD COLUMN status TEXT, ADD COLUMN status_at TIMESTAMPTZ;"
+        "CREATE TABLE message_status_reports (provider_id BIGINT, provider_message_id TEXT,"
+        " message_id BIGINT, status TEXT, at TIMESTAMPTZ)",
+    )
     assert query(empty_db_url, "SELECT to_regproc('convdb_messages_inserted_v3')") != [(None,)]
     ingest_in_batches(empty_db_url, mixed_messages(), 25)
     rows_counted = ACTUAL.replace("count(DISTINCT contact_id)", "count(*)")

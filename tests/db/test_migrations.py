@@ -37,7 +37,7 @@ EXPECTED_TABLES = {
     "attachment_urls",
     "inbound_events",
 }
-EXPECTED_VIEWS = {"conversation_overview", "conversation_messages"}
+EXPECTED_VIEWS = {"conversation_overview", "conversation_messages", "message_failures"}
 
 
 def schema_snapshot(url: str) -> dict[str, set]:

@@ -328,6 +328,8 @@ def test_views_report_columns_and_values(db, acme):
         "received_at",
         "body_text",
         "attachments_count",
+        "status",
+        "status_at",
     ]
     newest, oldest = cursor.fetchall()
     assert newest == (
@@ -339,6 +341,8 @@ def test_views_report_columns_and_values(db, acme):
         t0 + dt.timedelta(minutes=4),
         "Hi!",
         2,
+        None,
+        None,
     )
     assert oldest[1] == first.id and oldest[6] == "  Hello\tthere " and oldest[7] == 0
 

@@ -127,7 +127,8 @@ def test_bad_payloads_go_dead_with_readable_errors_good_ones_are_ingested(db_url
         "sent_at: no time zone in '2025-11-05 10:00:00'; give an offset such as Z or +02:00",
         "to: missing (required)",
         "provider.kind: 'fax' is not one of email, sms, mms",
-        "unknown event type 'no.such.type': no handler (known: message.received, message.sent)",
+        "unknown event type 'no.such.type': no handler "
+        "(known: message.received, message.sent, message.status)",
     ]
     assert query(db_url, "SELECT DISTINCT attempts FROM inbound_events") == [(1,)]
     assert messages_by_provider_id(db_url) == (20, 20)

@@ -29,8 +29,9 @@ def test_core_is_registered_through_its_entry_point():
     core = next(f for f in plugins.discover() if f.name == "core")
     assert core.plugin.migrations == "convdb.migrations"
     assert core.plugin.history_table == "migratehistory"
-    assert set(core.plugin.handlers) == {"message.received", "message.sent"}
-    assert set(core.plugin.batch_handlers) == {"message.received", "message.sent"}
+    types = {"message.received", "message.sent", "message.status"}
+    assert set(core.plugin.handlers) == types
+    assert set(core.plugin.batch_handlers) == types
 
 
 def test_core_is_added_when_its_entry_point_is_missing():

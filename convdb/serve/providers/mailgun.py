@@ -1,4 +1,4 @@
-"""The ``mailgun`` adapter: a Mailgun route's ``forward()`` to a URL.
+"""The ``mailgun`` adapter: a Mailgun route's ``forward()`` to a URL, and event webhooks.
 
 Mailgun POSTs the parsed email as ``application/x-www-form-urlencoded``, or
 as ``multipart/form-data`` when it has attachments (``attachment-1``,
@@ -28,6 +28,12 @@ signature may come after the files, which are therefore staged and kept only
 once it checks out; when the store cannot be written, a forged request still
 gets its 401 and an authentic one 503. Parsing a large body runs off the
 event loop.
+
+An ``application/json`` body is an event webhook (``{"signature":
+{"timestamp", "token", "signature"}, "event-data": {...}}``), signed the same
+way with the same key: a ``message.status`` report
+(:data:`~convdb.serve.providers.statuses.MAILGUN`; ``failed`` counts only
+with ``severity: permanent``) keyed by ``event-data.id``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from urllib.parse import unquote_plus
 from ...attachments import Staging
 from ..adapters import Delivery, Rejection, WebhookRequest
 from ..request import FORM_TYPE, off_loop
+from . import statuses
 from .common import (
     EmailAdapter,
     addresses,
@@ -91,6 +98,8 @@ class Mailgun(EmailAdapter):
     malformed_status = 406
 
     async def receive(self, request: WebhookRequest) -> Delivery:
+        if request.content_type == "application/json":
+            return await self._event(request)
         with self.staging() as staging:
             if request.content_type == FORM_TYPE:
                 form, token = await self._signed_form(request)
@@ -149,6 +158,51 @@ class Mailgun(EmailAdapter):
         ttl = max(86_400.0, 2 * request.tolerance)
         return Delivery(
             "message.received", payload, idempotency_key=key, nonce=token, nonce_ttl=ttl
+        )
+
+    async def _event(self, request: WebhookRequest) -> Delivery:
+        """An event webhook: ``{"signature": {...}, "event-data": {...}}``, signed with
+        the same key; a ``message.status`` report about the message whose
+        ``Message-Id`` is ``event-data.message.headers.message-id``."""
+        body = await request.body()
+        doc = await off_loop(len(body), request.json, body)
+        sign = doc.get("signature") if isinstance(doc, dict) else None
+        if not isinstance(sign, dict):
+            raise Rejection.unauthorized("missing_signature", "the signature object is missing")
+        signed = [sign.get(n) if isinstance(sign.get(n), str) else None for n in SIGNED_FIELDS]
+        token = self._verify(request, *signed)
+        data = doc.get("event-data")
+        if not isinstance(data, dict):
+            raise Rejection.malformed("bad_body", "event-data must be an object")
+        message = data.get("message") if isinstance(data.get("message"), dict) else {}
+        headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
+        message_id = headers.get("message-id")
+        if not isinstance(message_id, str) or not message_id.strip("<> \t"):
+            raise Rejection.malformed("bad_body", "event-data.message.headers.message-id missing")
+        word = statuses.word_of(data.get("event"))
+        status = statuses.normalized(statuses.MAILGUN, word)
+        severity = statuses.word_of(data.get("severity"))
+        delivery = data.get("delivery-status")
+        delivery = delivery if isinstance(delivery, dict) else {}
+        detail = statuses.detail_of(delivery.get("code"), data.get("reason"))
+        if word == "failed":
+            if severity != "permanent":
+                status = None
+            word = f"failed:{severity or 'unknown'}"
+        if status is None and detail is None:
+            detail = word or None
+        event_id = data.get("id") if isinstance(data.get("id"), str) and data["id"] else None
+        ttl = max(86_400.0, 2 * request.tolerance)
+        return statuses.status_delivery(
+            request,
+            message_id=message_id.strip().strip("<>"),
+            word=word or "unknown",
+            status=status,
+            at=statuses.at_of(data.get("timestamp"), request.now()),
+            detail=detail,
+            event_id=event_id,
+            nonce=token,
+            nonce_ttl=ttl,
         )
 
     def _verify(

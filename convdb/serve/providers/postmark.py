@@ -1,4 +1,5 @@
-"""The ``postmark`` adapter: Postmark's inbound webhook (JSON).
+"""The ``postmark`` adapter: Postmark's inbound webhook, and its delivery, bounce and
+open webhooks (JSON).
 
 Postmark POSTs one JSON document per email: ``MessageID`` (Postmark's id:
 the message id and the idempotency key), ``FromFull``, ``ToFull``,
@@ -15,6 +16,10 @@ credentials get 401, so fixing the secret lets the retries through. Each
 attachment is decoded into the attachment store, in slices, and the event
 refers to it by its content URL. Parsing a large body, and decoding its
 attachments, runs off the event loop.
+
+A body with a ``RecordType`` is a tracking webhook about an outbound message
+(``MessageID``, the id Postmark's send API answered) and becomes a
+``message.status`` event (:meth:`Postmark._status`); the same basic auth.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import binascii
 from ...attachments import AttachmentTooLarge, Staging
 from ..adapters import Delivery, Rejection, WebhookRequest
 from ..request import off_loop
+from . import statuses
 from .common import (
     EmailAdapter,
     addresses,
@@ -77,6 +83,8 @@ class Postmark(EmailAdapter):
     def _delivery(self, request: WebhookRequest, doc) -> Delivery:
         if not isinstance(doc, dict):
             raise Rejection.malformed("bad_body", "the body must be a JSON object")
+        if "RecordType" in doc:
+            return self._status(request, doc)
         message_id = doc.get("MessageID")
         if not isinstance(message_id, str) or not message_id:
             raise Rejection.malformed("bad_body", "MessageID is missing")
@@ -117,6 +125,42 @@ class Postmark(EmailAdapter):
                 attachments=[stored.entry() for stored in staging.commit()] if files else None,
             )
         return Delivery("message.received", payload, idempotency_key=key)
+
+    def _status(self, request: WebhookRequest, doc: dict) -> Delivery:
+        """A delivery or bounce webhook: a ``message.status`` report about ``MessageID``.
+
+        ``Delivery`` is ``delivered``, ``Open`` is ``read``; a ``Bounce`` is
+        ``failed`` when its ``Type`` is permanent
+        (:data:`~convdb.serve.providers.statuses.POSTMARK_PERMANENT`), else it
+        only goes into the history, as ``SpamComplaint`` and unknown types do.
+        """
+        record = statuses.word_of(doc.get("RecordType"))
+        message_id = _text(doc, "MessageID")
+        if not record or not message_id or not message_id.strip():
+            raise Rejection.malformed("bad_body", "RecordType and MessageID are required")
+        status = statuses.normalized(statuses.POSTMARK, record)
+        word, detail = record, None
+        if record in ("Bounce", "SpamComplaint"):
+            word = statuses.word_of(doc.get("Type")) or record
+            if record == "Bounce" and word not in statuses.POSTMARK_PERMANENT:
+                status = None
+            detail = statuses.detail_of(doc.get("Description"), doc.get("Details"), word)
+        elif status is None:
+            detail = record
+        when = {"Delivery": "DeliveredAt", "Bounce": "BouncedAt", "Open": "ReceivedAt"}
+        at = statuses.at_of(doc.get(when.get(record, "ReceivedAt")), request.now())
+        bounce_id = doc.get("ID")
+        usable = isinstance(bounce_id, int | str) and not isinstance(bounce_id, bool)
+        event_id = f"{record}:{bounce_id}" if usable and bounce_id else None
+        return statuses.status_delivery(
+            request,
+            message_id=message_id.strip(),
+            word=word,
+            status=status,
+            at=at,
+            detail=detail,
+            event_id=event_id,
+        )
 
     def _attachments(self, items, staging: Staging) -> int:
         """Decode every attachment into ``staging``; how many there were."""

@@ -65,6 +65,37 @@ def twilio_request(url: str, token: str, n: int) -> tuple[bytes, dict]:
     return urlencode(params).encode(), headers
 
 
+def twilio_status_request(
+    url: str,
+    token: str,
+    sid: str,
+    word: str,
+    *,
+    error: str | None = None,
+    customer_number: str = "+12125550100",
+    contact_number: str = "+14155550123",
+) -> tuple[bytes, dict]:
+    """A Twilio status callback for the outbound message ``sid`` (the customer's number
+    is ``From``), signed with ``token`` for ``url``."""
+    params = [
+        ("AccountSid", "AC" + "0" * 32),
+        ("ApiVersion", "2010-04-01"),
+        ("From", customer_number),
+        ("MessageSid", sid),
+        ("MessageStatus", word),
+        ("SmsSid", sid),
+        ("SmsStatus", word),
+        ("To", contact_number),
+    ]
+    if error:
+        params.append(("ErrorCode", error))
+    headers = {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": twilio.signature(token, url, params),
+    }
+    return urlencode(params).encode(), headers
+
+
 def sendgrid_request(secret: str, n: int, attachment: bytes | None = None) -> tuple[bytes, dict]:
     header_block = (
         f"Message-ID: <sample-{n}@mail.example.de>\nDate: Wed, 5 Nov 2025 09:00:01 +0100\n"
@@ -144,4 +175,4 @@ def request(adapter: str, url: str, secret: str, n: int) -> tuple[bytes, dict]:
     raise ValueError(f"no sample for adapter {adapter!r}")
 
 
-__all__ = ["multipart", "request"]
+__all__ = ["multipart", "request", "twilio_status_request"]

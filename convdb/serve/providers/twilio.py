@@ -1,4 +1,4 @@
-"""The ``twilio`` adapter: Twilio Messaging's incoming SMS/MMS webhook.
+"""The ``twilio`` adapter: Twilio Messaging's incoming SMS/MMS webhook and status callbacks.
 
 Twilio POSTs ``application/x-www-form-urlencoded`` parameters (``MessageSid``,
 ``From``, ``To``, ``Body``, ``NumMedia``, ``MediaUrl{N}``,
@@ -21,6 +21,13 @@ Twilio: their URLs (http or https only) become the attachments. The customer
 is the one whose endpoint mapping holds the ``To`` number among the providers
 that share this endpoint's secret (the same Twilio account), else the
 endpoint's own customer. The answer is an empty TwiML document.
+
+Status callbacks come to the same endpoint: a request whose
+``MessageStatus`` (or older ``SmsStatus``) is anything but ``received`` is a
+report about the outbound message ``MessageSid`` and becomes a
+``message.status`` event (:data:`~convdb.serve.providers.statuses.TWILIO`,
+``ErrorCode`` as the detail of a failure), never an inbound message. In a
+status callback the customer's own number is ``From``.
 """
 
 from __future__ import annotations
@@ -34,12 +41,15 @@ from urllib.parse import urlsplit, urlunsplit
 from ...dedup import dedup_hash, normalize_phone
 from ..adapters import Adapter, Delivery, Rejection, WebhookRequest, WebhookResponse, check_key
 from ..request import FORM_TYPE, off_loop
+from . import statuses
 from .common import canonical, clean_text, iso
 
 MAX_MEDIA = 50
 MAX_URL = 2048
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+#: ``MessageStatus``/``SmsStatus`` of an inbound message; any other is a status callback.
+INBOUND_STATUSES = ("", "received", "receiving")
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 #: How long a ``To`` number's customer is remembered (seconds), and how many are.
 CUSTOMER_TTL = 5.0
@@ -131,7 +141,9 @@ class Twilio(Adapter):
     """Twilio Messaging (form-encoded SMS/MMS), ``X-Twilio-Signature``."""
 
     name = "twilio"
-    description = "Twilio Messaging: inbound SMS/MMS (form-encoded), X-Twilio-Signature"
+    description = (
+        "Twilio Messaging: inbound SMS/MMS and status callbacks (form-encoded), X-Twilio-Signature"
+    )
 
     def __init__(self) -> None:
         self._customers: dict[tuple[str, str], tuple[float, tuple | None]] = {}
@@ -153,6 +165,9 @@ class Twilio(Adapter):
         sid = fields.get("MessageSid") or fields.get("SmsSid")
         check_key(sid, "MessageSid", 64)
         sender, to = fields.get("From", "").strip(), fields.get("To", "").strip()
+        word = fields.get("MessageStatus") or fields.get("SmsStatus") or ""
+        if word.strip().lower() not in INBOUND_STATUSES:
+            return await self._status(request, fields, sid, word, sender)
         if not sender or not to:
             raise Rejection.malformed("bad_body", "From and To are required")
         payload = canonical(
@@ -171,6 +186,39 @@ class Twilio(Adapter):
             payload["customer"] = {"key": owner[0], "name": owner[1]}
             payload["provider"] = {"kind": owner[2], "name": owner[3]}
         return Delivery("message.received", payload, idempotency_key=sid)
+
+    async def _status(
+        self, request: WebhookRequest, fields: dict[str, str], sid: str, raw: str, sender: str
+    ) -> Delivery:
+        """A status callback: a ``message.status`` report about the outbound ``sid``.
+
+        The customer's own number is ``From`` here; its owner (among the
+        endpoints of this Twilio account) is the customer, as for inbound
+        messages. Twilio gives no time: ``at`` is when the callback arrived.
+        """
+        word = statuses.word_of(raw.strip().lower())
+        status = statuses.normalized(statuses.TWILIO, word)
+        error = statuses.detail_of(fields.get("ErrorCode"))
+        detail = error if status == "failed" and error else (None if status else word)
+        customer = provider = None
+        owner = await self._owner(request, sender) if sender else None
+        if owner is not None and owner[0] != request.endpoint.customer_key:
+            customer = {"key": owner[0], "name": owner[1]}
+            provider = {"kind": owner[2], "name": owner[3]}
+        kind = (provider or {}).get("kind", request.endpoint.provider_kind)
+        if provider is None and kind not in ("sms", "mms"):
+            provider = {"kind": "sms", "name": request.endpoint.provider_name}
+        return statuses.status_delivery(
+            request,
+            message_id=sid,
+            word=word or "unknown",
+            status=status,
+            at=iso(request.now()),
+            detail=detail,
+            key=f"{sid}:{word}:{error or ''}",
+            customer=customer,
+            provider=provider,
+        )
 
     def _media(self, fields: dict[str, str]) -> list[dict]:
         raw = fields.get("NumMedia", "0").strip() or "0"
