@@ -189,9 +189,11 @@ def test_truncating_participants_forgets_the_people(db, db_url, acme):
 
 
 def test_migrations_build_documents_for_an_existing_database(db, db_url, acme):
-    migrate_before(db_url, "045")  # and whatever follows it
-    assert scalar(db_url, "SELECT to_regclass('convdb_search_messages')") is None
+    # Written first: this code writes columns of later migrations (053's sender), so
+    # the message is stored before they all roll back (and their data with them).
     ingest(db, [event(4, "written before the search existed", key="t3")])
+    migrate_before(db_url, "045", force=True)  # and whatever follows it
+    assert scalar(db_url, "SELECT to_regclass('convdb_search_messages')") is None
     migrate_lib.run(db_url, echo=lambda _: None)
     assert_right(db_url)
     assert len(ids(db, "acme", "existed")) == 1
