@@ -54,7 +54,7 @@ from .serve_cpu import CpuMeter, _pg_pids, _tree
 from .serve_figures import _endpoint, _signer, _start
 
 STATEMENTS = """
-SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')
+SELECT calls, total_exec_time, toplevel, regexp_replace(query, '\\s+', ' ', 'g')
   FROM pg_stat_statements
  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
  ORDER BY total_exec_time DESC
@@ -70,6 +70,8 @@ def private_server(folder: Path):
     node = cluster.primary
     node.configure(
         shared_preload_libraries="pg_stat_statements",
+        # statements run by triggers and functions too, beside their caller
+        **{"pg_stat_statements.track": "all"},
         synchronous_commit="on",
         track_io_timing="on",
     )
@@ -91,16 +93,16 @@ def _sql(url: str, sql: str, params=None):
 
 def statements(url: str, events_: int, top: int) -> str:
     rows = _sql(url, STATEMENTS, (top,))
-    total = sum(r[1] for r in rows)
+    total = sum(r[1] for r in rows if r[2])  # nested statements are in their caller's time
     out = [
         [
             f"{calls:,}",
             f"{ms:,.0f} ms",
             f"{ms * 1000 / events_:,.1f}",
-            f"{ms / total:.0%}" if total else "-",
+            (f"{ms / total:.0%}" if total else "-") if toplevel else "(nested)",
             text[:110],
         ]
-        for calls, ms, _rows, text in rows
+        for calls, ms, toplevel, text in rows
     ]
     return format_table(["calls", "total", "µs/event", "share", "statement"], out)
 
@@ -144,14 +146,22 @@ def _drain(url: str, kind: str, profile: cProfile.Profile | None) -> tuple[float
 
     config = worker.WorkerConfig(burst=True, progress_interval=0)
     handlers = {"message.received": lambda event: None} if kind == "noop" else None
-    wall, cpu = time.perf_counter(), time.process_time()
-    if profile is not None:
+    original = worker.Worker._thread_main
+
+    def profiled(self, n: int) -> None:  # the worker's thread, where the work is
         profile.enable()
+        try:
+            original(self, n)
+        finally:
+            profile.disable()
+
+    if profile is not None:
+        worker.Worker._thread_main = profiled
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
         worker.run(url, config=config, handlers=handlers, echo=lambda _: None)
     finally:
-        if profile is not None:
-            profile.disable()
+        worker.Worker._thread_main = original
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -176,16 +186,12 @@ def drain(admin: str, args) -> None:
     )
     _backlog(url, args.kind, args.events, args.warm, "profiled")
     _sql(url, "SELECT pg_stat_statements_reset()")
-    backends = CpuMeter()
-    backends.start(_pg_pids(url))
     profile = cProfile.Profile()
     wall, cpu = _drain(url, args.kind, profile)
-    pg_cpu = backends.stop(_pg_pids(url))
     print(
-        f"{args.kind} drain, under cProfile: {args.events / wall:,.0f}/s, "
+        f"{args.kind} drain, under cProfile (the worker thread): {args.events / wall:,.0f}/s, "
         f"{wall * 1e6 / args.events:,.1f} µs/event wall, {cpu * 1e6 / args.events:,.1f} µs/event "
-        f"worker CPU, PostgreSQL processes {pg_cpu * 1e6 / args.events:,.1f} µs/event CPU "
-        "(backends that ended during the run are not counted)"
+        "worker CPU"
     )
     print(python_profile(profile, args.events, args.top, "µs/event"))
     print("SQL, by total execution time in the server (pg_stat_statements):")
@@ -193,6 +199,23 @@ def drain(admin: str, args) -> None:
 
 
 # --- serve ---------------------------------------------------------------------------------
+
+
+# The start-up frames (click, uvicorn.run, asyncio.run) above the event loop.
+STARTUP = (
+    "(click/core.py)",
+    "(cli/__init__.py)",
+    "(cli/serve.py)",
+    "(serve/server.py)",
+    "(uvicorn/main.py)",
+    "(uvicorn/_compat.py)",
+    "(asyncio/runners.py)",
+    "(uvicorn/server.py)",
+    "(<string>)",
+    "(asyncio/base_events.py)",
+    "(asyncio/events.py)",
+    "(threading.py)",
+)
 
 
 def _collapsed(path: Path) -> tuple[Counter, Counter, int]:
@@ -261,7 +284,10 @@ def serve(admin: str, args) -> None:
                     "raw",
                     "-o",
                     str(out),
-                    "--threads",
+                    # only the thread holding the GIL (running Python), sampled
+                    # without stopping the process
+                    "--gil",
+                    "--nonblocking",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -284,8 +310,11 @@ def serve(admin: str, args) -> None:
             f"µs/webhook; p99 {load.p99_ms:.0f} ms"
         )
         own, inclusive, total = _collapsed(out)
+    for frame in list(inclusive):
+        if frame.endswith(STARTUP):
+            del inclusive[frame]  # every sample of the event loop is under these
     for title, counter in (("own", own), ("inclusive", inclusive)):
-        print(f"Python (py-spy, {total:,} samples of active threads), by {title} share:")
+        print(f"Python (py-spy --gil, {total:,} samples), by {title} share:")
         print(
             format_table(
                 ["share", "≈ µs/webhook", "function (file)"],
