@@ -344,14 +344,15 @@ def ratios(name: str, top: Figure, bottom: Figure) -> Figure:
 
 
 def run(url: str, args) -> list[Figure]:
+    """Every row, run after run; then the same-run ratios."""
     n, batch = args.events, args.batch
     default_batch = WorkerConfig().batch_size
+    sizes = sorted({batch, default_batch})
     rate = "jobs/s"
 
-    def figure(name: str) -> Figure:
-        return Figure(name, "/s", info=True)
+    def k_text(k: int) -> str:
+        return f"k = {k:,}" + (" (convdb's default)" if k == default_batch else "")
 
-    rows: dict[str, Figure] = {}
     drains = []  # (key, label, function)
     if args.pgqueuer:
         for p in (1, 2):
@@ -362,43 +363,52 @@ def run(url: str, args) -> list[Figure]:
                     lambda p=p: drain_pgqueuer(url, n, p, batch),
                 )
             )
-    for p in (1, 2):
-        drains.append(
-            (
-                f"plain{p}",
-                f"plain psycopg2 loop, convdb's SQL, k = {batch}, {p} process(es)",
-                lambda p=p: drain_inbound(url, n, p, _python(PLAIN_WORKER, url, batch), "plain"),
+    for k in sizes:
+        for p in (1, 2):
+            drains.append(
+                (
+                    f"plain{k}-{p}",
+                    f"plain psycopg2 loop, convdb's SQL, {k_text(k)}, {p} process(es)",
+                    lambda p=p, k=k: drain_inbound(
+                        url, n, p, _python(PLAIN_WORKER, url, k), "plain"
+                    ),
+                )
             )
-        )
-    for k in sorted({batch, default_batch}):
         for p in (1, 2):
             drains.append(
                 (
                     f"convdb{k}-{p}",
-                    f"convdb queue-worker, no-op handler, batch {k:,}"
-                    + (" (default)" if k == default_batch else "")
-                    + f", {p} process(es)",
+                    f"convdb queue-worker, no-op handler, {k_text(k)}, {p} process(es)",
                     lambda p=p, k=k: drain_inbound(url, n, p, _python(NOOP_WORKER, url, k), "noop"),
                 )
             )
-    if args.pgbench:
-        c = args.pgbench_clients
-        drains.append(
-            (
-                "pgbench",
-                f"pgbench, convdb's SQL, k = {batch}, {c} clients",
-                lambda: drain_pgbench(url, n, c, batch, args.pgbench),
+        if args.pgbench:
+            c = args.pgbench_clients
+            drains.append(
+                (
+                    f"pgbench{k}",
+                    f"pgbench, convdb's SQL, {k_text(k)}, {c} clients",
+                    lambda k=k, c=c: drain_pgbench(url, n, c, k, args.pgbench),
+                )
             )
-        )
-    for key, label, _ in drains:
-        rows[key] = figure(f"drain {n:,}, {label} ({rate})")
-    rows["enqueue_convdb"] = figure("enqueue, convdb enqueue_many, batches of 1,000 (events/s)")
-    rows["enqueue_plain"] = figure("enqueue, plain SQL unnest, batches of 1,000 (events/s)")
+    rows = {
+        key: Figure(f"drain {n:,}, {label} ({rate})", "/s", info=True) for key, label, _ in drains
+    }
+    rows["enqueue_convdb"] = Figure(
+        "enqueue, convdb enqueue_many, batches of 1,000 (events/s)", "/s", info=True
+    )
+    rows["enqueue_plain"] = Figure(
+        "enqueue, plain SQL unnest, batches of 1,000 (events/s)", "/s", info=True
+    )
     canonical_url = args.canonical_url
     if canonical_url:
-        rows["mixed_noop"] = figure(f"drain {n:,} mixed, convdb no-op, 1 process ({rate})")
-        rows["mixed_canonical"] = figure(
-            f"drain {n:,} mixed, convdb queue-worker (canonical), 1 process ({rate})"
+        rows["mixed_noop"] = Figure(
+            f"drain {n:,} mixed, convdb no-op, 1 process ({rate})", "/s", info=True
+        )
+        rows["mixed_canonical"] = Figure(
+            f"drain {n:,} mixed, convdb queue-worker (canonical), 1 process ({rate})",
+            "/s",
+            info=True,
         )
     for r in range(args.runs):
         for key, label, function in drains:
@@ -422,44 +432,36 @@ def run(url: str, args) -> list[Figure]:
                 rows[f"mixed_{kind}"].runs.append(result.rate)
                 say(f"peers run {r + 1}/{args.runs}: mixed {kind}: {result.rate:,.0f} {rate}")
     figures = list(rows.values())
-    default = f"convdb{default_batch}"
-    same = f"convdb{batch}"
-    for p in (1, 2):
-        figures.append(
-            ratios(
-                f"convdb (default batch) / plain loop, {p} process(es)",
-                rows[f"{default}-{p}"],
-                rows[f"plain{p}"],
-            )
-        )
-        if same != default:
-            figures.append(
-                ratios(
-                    f"convdb (k = {batch}) / plain loop, {p} process(es)",
-                    rows[f"{same}-{p}"],
-                    rows[f"plain{p}"],
-                )
-            )
-    if "pgbench" in rows:
-        figures.append(
-            ratios(
-                "convdb (default batch), 2 processes / pgbench",
-                rows[f"{default}-2"],
-                rows["pgbench"],
-            )
-        )
-        figures.append(ratios("plain loop, 2 processes / pgbench", rows["plain2"], rows["pgbench"]))
-    if "pgqueuer1" in rows:
+    for k in sizes:
         for p in (1, 2):
             figures.append(
                 ratios(
-                    f"convdb (default batch) / pgqueuer, {p} process(es)",
+                    f"convdb / plain loop, {k_text(k)}, {p} process(es)",
+                    rows[f"convdb{k}-{p}"],
+                    rows[f"plain{k}-{p}"],
+                )
+            )
+        if args.pgbench:
+            for who in ("convdb", "plain"):
+                figures.append(
+                    ratios(
+                        f"{who}, 2 processes / pgbench, {k_text(k)}",
+                        rows[f"{who}{k}-2"],
+                        rows[f"pgbench{k}"],
+                    )
+                )
+    default = f"convdb{default_batch}"
+    if args.pgqueuer:
+        for p in (1, 2):
+            figures.append(
+                ratios(
+                    f"convdb (default batch) / pgqueuer (batch {batch}), {p} process(es)",
                     rows[f"{default}-{p}"],
                     rows[f"pgqueuer{p}"],
                 )
             )
     figures.append(
-        ratios("convdb 2 processes / 1 (default batch)", rows[f"{default}-2"], rows[f"{default}-1"])
+        ratios("convdb, default batch, 2 processes / 1", rows[f"{default}-2"], rows[f"{default}-1"])
     )
     figures.append(
         ratios("enqueue, convdb / plain SQL", rows["enqueue_convdb"], rows["enqueue_plain"])

@@ -259,7 +259,7 @@ def serve(admin: str, args) -> None:
     _sql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     secret = generate_secret()
     path = _endpoint(url)
-    proc, port = _start(url, "group", secret)
+    proc, port = _start(url, args.variant, secret)
     with tempfile.TemporaryDirectory(prefix="convdb-profile-") as folder:
         out = Path(folder) / "stacks.txt"
         try:
@@ -305,7 +305,8 @@ def serve(admin: str, args) -> None:
         webhooks = load.count
         server_us = server_cpu * 1e6 / webhooks
         print(
-            f"convdb serve, 64 connections, {args.seconds:g} s (wrk): {load.rate:,.0f} webhooks/s, "
+            f"{args.variant} receiver, 64 connections, {args.seconds:g} s (wrk): "
+            f"{load.rate:,.0f} webhooks/s, "
             f"server CPU {server_us:,.0f} µs/webhook, PostgreSQL {pg_cpu * 1e6 / webhooks:,.0f} "
             f"µs/webhook; p99 {load.p99_ms:.0f} ms"
         )
@@ -340,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--top", type=int, default=25)
     s = sub.add_parser("serve", help="py-spy and pg_stat_statements of convdb serve under load")
     s.add_argument("--seconds", type=float, default=10.0)
+    s.add_argument(
+        "--variant",
+        choices=["group", "naive", "empty"],
+        default="group",
+        help="convdb serve (group), bench.serve_naive or bench.serve_empty (the floor)",
+    )
     s.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
     if not 1 <= getattr(args, "events", 1) <= 10_000_000:

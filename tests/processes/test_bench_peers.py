@@ -29,7 +29,7 @@ def test_the_smoke_run_measures_every_drain_and_cleans_up(server, tmp_path):
     rate = {name: values[0] for name, values in runs.items()}
     drains = [name for name in rate if name.startswith("drain 300,")]
     assert any("plain psycopg2 loop" in n and "1 process" in n for n in drains)
-    assert any("no-op handler, batch 1,000 (default), 2 process" in n for n in drains)
+    assert any("no-op handler, k = 1,000 (convdb's default), 2 process" in n for n in drains)
     if peers.find_pgbench():
         assert any("pgbench" in n for n in drains)
     assert all(rate[n] > 0 for n in drains)
@@ -38,7 +38,7 @@ def test_the_smoke_run_measures_every_drain_and_cleans_up(server, tmp_path):
     plain = rate["enqueue, plain SQL unnest, batches of 1,000 (events/s)"]
     assert abs(ratio - convdb / plain) < 1e-9
     assert "mixed backlog, canonical / no-op, 1 process" in rate
-    assert "convdb (default batch) / plain loop, 2 process(es)" in result.stdout
+    assert "convdb / plain loop, k = 100, 2 process(es)" in result.stdout
     left = query(
         server.admin_url,
         "SELECT datname FROM pg_database WHERE datname LIKE %s",
