@@ -37,6 +37,7 @@ def test_a_payload_is_refused_for_a_nul_exactly_when_it_holds_one(value):
         ('{"a": 1', "not JSON (Expecting ',' delimiter at column 8)"),
         ("[1, 2]", "expected a JSON object, got list"),
         ('{"a": 1} x', "not JSON (Extra data at column 10)"),
+        ('\ufeff{"a": 1}', "not JSON (Unexpected UTF-8 BOM (decode using utf-8-sig) at column 1)"),
     ],
 )
 def test_decode_refuses_what_the_parser_refuses_every_time(text, message):
