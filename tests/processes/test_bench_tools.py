@@ -1,5 +1,5 @@
 """The measuring tools of ``docs/performance.md`` on tiny sizes: ``bench.serve_cpu``
-(CPU per webhook from /proc) and ``bench.profile`` (cProfile and pg_stat_statements
+(CPU per webhook from /proc) and ``bench.profiling`` (cProfile and pg_stat_statements
 on a private server)."""
 
 import json
@@ -56,7 +56,7 @@ def test_profile_of_a_drain_shows_the_worker_thread_and_the_queue_statements():
     except Unavailable as exc:
         pytest.skip(str(exc))
     result = _run(
-        ["bench.profile", "drain", "--kind", "noop", "--events", "300", "--top", "60"], os.environ
+        ["bench.profiling", "drain", "--kind", "noop", "--events", "300", "--top", "60"], os.environ
     )
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout

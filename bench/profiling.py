@@ -1,10 +1,10 @@
-"""``python -m bench.profile``: where a drained event and an acknowledged webhook spend their time.
+"""``python -m bench.profiling``: where a drained event and an acknowledged webhook spend time.
 
 ::
 
-    .venv/bin/python -m bench.profile drain --kind noop       # 20,000 events
-    .venv/bin/python -m bench.profile drain --kind canonical  # the mixed backlog
-    .venv/bin/python -m bench.profile serve                   # convdb serve under wrk
+    .venv/bin/python -m bench.profiling drain --kind noop       # 20,000 events
+    .venv/bin/python -m bench.profiling drain --kind canonical  # the mixed backlog
+    .venv/bin/python -m bench.profiling serve                   # convdb serve under wrk
 
 Both run on a private PostgreSQL (the server binaries the tests use,
 :mod:`tests.pgcluster`; durable: ``fsync`` and ``synchronous_commit`` on)
@@ -331,7 +331,7 @@ def serve(admin: str, args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.profile", description=__doc__.split("\n")[0]
+        prog="python -m bench.profiling", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="what", required=True)
     d = sub.add_parser("drain", help="cProfile and pg_stat_statements of one worker's drain")
