@@ -37,8 +37,10 @@ def test_serve_cpu_charges_each_receiver_its_own_cpu_per_webhook(server, tmp_pat
     assert set(rows) == {"empty", "group", "naive"}
     for row in rows.values():
         assert row["webhooks"] > 0 and row["server_us"] > 0, row
-    # No database behind the floor; group commit spends less than a commit per webhook.
-    assert rows["empty"]["pg_us"] < rows["group"]["pg_us"] < rows["naive"]["pg_us"]
+    # Group commit spends less than a commit per webhook in PostgreSQL. (The floor has no
+    # database, but the server's background processes work for every database of a
+    # shared server: its PostgreSQL column is not compared.)
+    assert rows["group"]["pg_us"] < rows["naive"]["pg_us"]
     total = {v: r["server_us"] + r["pg_us"] for v, r in rows.items()}
     assert total["empty"] < total["group"] < total["naive"]
     assert "total / empty" in result.stdout and "total / naive" in result.stdout
