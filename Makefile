@@ -6,12 +6,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+PEERS_ARGS ?=
 
 .DEFAULT_GOAL := help
 
 # the operator console's browser tests
 .PHONY: browser
-.PHONY: help install demo test bench bench-smoke lint format migrate-apply migrate-new migrate-status schema embedded-stop clean
+.PHONY: help install demo test bench bench-smoke bench-peers lint format migrate-apply migrate-new migrate-status schema embedded-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,6 +43,10 @@ bench: $(STAMP) ## Benchmarks at scale (embedded unless DATABASE_URL); table int
 
 bench-smoke: $(STAMP) ## Every benchmark on tiny sizes (under a minute), so the scripts never rot
 	$(BIN)/python -m bench --smoke
+
+bench-peers: $(STAMP) ## convdb's queue against pgqueuer, a plain psycopg2 loop and pgbench on one backlog (installs pgqueuer into .venv)
+	$(BIN)/python -m pip install -q pgqueuer asyncpg
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check convdb migrations tests bench plugins

@@ -120,6 +120,7 @@ class Load:
     errors: int
     tool: str
     client_cpu: float | None = None  # the generator's CPU seconds per wall second
+    count: int = 0  # requests answered (within the load's time)
 
 
 def python_load(port: int, requests: list[bytes], connections: int, seconds: float) -> Load:
@@ -134,6 +135,7 @@ def python_load(port: int, requests: list[bytes], connections: int, seconds: flo
         errors,
         "python",
         (time.process_time() - cpu0) / wall,
+        len(times),
     )
 
 
@@ -193,7 +195,7 @@ def wrk_load(port: int, requests: list[bytes], connections: int, seconds: float)
     if not match:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     count, duration_us, p50, p99, errors = map(int, match.groups())
-    return Load(count / (duration_us / 1e6), p50 / 1000, p99 / 1000, errors, "wrk")
+    return Load(count / (duration_us / 1e6), p50 / 1000, p99 / 1000, errors, "wrk", count=count)
 
 
 def rss_mb(pid: int) -> float:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,22 +149,44 @@ def _rss_mb(pid: int, key: str = "VmRSS") -> float | None:
     return None
 
 
-def drain(url: str, *, processes: int, noop: bool, expected: int) -> Drain:
-    """Drain what is due with ``processes`` worker processes; time and memory."""
+def drain(
+    url: str,
+    *,
+    processes: int,
+    noop: bool,
+    expected: int,
+    command: list[str] | None = None,
+    table: str = "inbound_events",
+    done: Callable[[str], int] | None = None,
+) -> Drain:
+    """Drain what is due with ``processes`` worker processes; time and memory.
+
+    ``command`` replaces the worker's (bench.peers runs other queues' workers
+    through the same gate): each process must wait on ``table``'s lock first,
+    and ``done(url)`` counts the finished jobs."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["DATABASE_URL"] = url
-    if noop:
+    quiet = command is not None  # another queue's worker: its report is not ours
+    if command is None and noop:
         command = [sys.executable, "-c", NOOP_WORKER, url]
-    else:
+    elif command is None:
         command = [str(BIN / "convdb"), "queue-worker", "--burst", "-q"]
-    done_before = _done(url)
+    done = done or _done
+    done_before = done(url)
     gate = psycopg2.connect(url)
     procs: list[subprocess.Popen] = []
     try:
         with gate.cursor() as cur:
-            cur.execute("LOCK TABLE inbound_events IN EXCLUSIVE MODE")
+            cur.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
             procs = [
-                subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+                subprocess.Popen(
+                    command,
+                    cwd=REPO,
+                    env=env,
+                    stdout=subprocess.DEVNULL if quiet else None,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
                 for _ in range(processes)
             ]
             _wait_blocked(url, procs, processes)
@@ -199,9 +222,9 @@ def drain(url: str, *, processes: int, noop: bool, expected: int) -> Drain:
                 p.kill()
                 p.wait()
         gate.close()
-    done = _done(url) - done_before
-    if done < expected:
-        raise RuntimeError(f"worker left work behind: {done} of {expected} events done")
+    finished = done(url) - done_before
+    if finished < expected:
+        raise RuntimeError(f"worker left work behind: {finished} of {expected} events done")
     peak = max([peak] + [mb for _, mb in samples])
     return Drain(events=expected, seconds=seconds, peak_rss_mb=peak, rss_samples=samples)
 

@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _start(url: str, variant: str, secret: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    if variant == "naive":
-        command = [sys.executable, "-m", "bench.serve_naive", "--port", str(port)]
+    if variant in ("naive", "empty"):  # bench.serve_naive, bench.serve_empty
+        command = [sys.executable, "-m", f"bench.serve_{variant}", "--port", str(port)]
     else:
         command = serve_command(port)
     env = {**os.environ, "DATABASE_URL": url, "CONVDB_BENCH_SECRET": secret}
