@@ -23,6 +23,12 @@ plugin = Plugin(
         "message.received": "convdb.ingest:handle_batch",
         "message.sent": "convdb.ingest:handle_batch",
     },
+    # The doors' check of each event type (convdb.queue.acceptance): the same
+    # parse_message the handlers run. A new message.* type adds its line here.
+    validators={
+        "message.received": "convdb.ingest:validate_received",
+        "message.sent": "convdb.ingest:validate_sent",
+    },
     adapters={
         "standard": "convdb.serve.standard:StandardWebhooks",
         "twilio": "convdb.serve.providers.twilio:Twilio",

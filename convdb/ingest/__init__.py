@@ -9,7 +9,9 @@
 
 - :mod:`~convdb.ingest.payload`: :func:`parse_message` validates a payload
   into a :class:`CanonicalMessage`, or raises
-  :class:`~convdb.exceptions.PayloadError` naming the bad field;
+  :class:`~convdb.exceptions.PayloadError` naming the bad field (the core's
+  validators, :func:`validate_received` and :func:`validate_sent`, call it
+  for every door: :mod:`convdb.queue.acceptance`);
 - :mod:`~convdb.ingest.writer`: :func:`ingest_messages` writes a batch
   (:func:`ingest_message` is a batch of one), every rule in one place;
 - :mod:`~convdb.ingest.statements`: its set-based statements, prepared once
@@ -21,7 +23,14 @@ for this writer as for plain SQL. ``docs/ingestion.md`` has the whole story.
 """
 
 from .handlers import handle_batch, handle_message_received, handle_message_sent
-from .payload import EVENT_TYPES, Address, CanonicalMessage, parse_message
+from .payload import (
+    EVENT_TYPES,
+    Address,
+    CanonicalMessage,
+    parse_message,
+    validate_received,
+    validate_sent,
+)
 from .writer import ingest_message, ingest_messages
 
 __all__ = [
@@ -34,4 +43,6 @@ __all__ = [
     "ingest_message",
     "ingest_messages",
     "parse_message",
+    "validate_received",
+    "validate_sent",
 ]

@@ -27,6 +27,8 @@ __all__ = [
     "Address",
     "CanonicalMessage",
     "parse_message",
+    "validate_received",
+    "validate_sent",
 ]
 
 EVENT_TYPES = ("message.received", "message.sent")
@@ -337,3 +339,14 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
         conversation_key=_opt_text(obj, "conversation_key", "conversation_key"),
         attachments=tuple((url, *info) for url, info in files.items()),
     )
+
+
+def validate_received(payload) -> None:
+    """The validator of ``message.received`` (``Plugin.validators``): what its handler
+    checks, run by every door before it accepts the event."""
+    parse_message(payload, "message.received")
+
+
+def validate_sent(payload) -> None:
+    """The validator of ``message.sent``; see :func:`validate_received`."""
+    parse_message(payload, "message.sent")

@@ -48,7 +48,9 @@ from starlette.routing import Route
 from ..attachments import StoreUnavailable, get_store, load_attachment_settings
 from ..config import load_settings
 from ..db import resolve_url
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, PayloadError, QueueError
+from ..plugins import discover
+from ..queue.acceptance import Acceptance
 from ..replicas import ReplicaMonitor
 from . import metrics
 from .adapters import Adapter, Headers, Outcome, Rejection, WebhookRequest, WebhookResponse
@@ -56,7 +58,9 @@ from .endpoints import PATH_PREFIX, Directory, read_all
 from .groupcommit import GroupWriter
 from .pg import Unavailable
 from .reader import Reader, ping, queue_depth
+from .rejection import refused
 from .replay import ReplayScopes
+from .request import off_loop
 from .secrets import SecretUnavailable, read_secret
 from .settings import ServeSettings, load_serve_settings
 from .urls import client_address, public_url
@@ -78,9 +82,11 @@ class Receiver:
         settings: ServeSettings,
         adapters: dict[str, Adapter] | None = None,
         writer: Callable[..., GroupWriter] = GroupWriter,
+        acceptance: Acceptance | None = None,
     ) -> None:
         self.settings = settings
         self._adapters = adapters
+        self._acceptance = acceptance
         self.reader = Reader(url)
         self.writer = writer(
             url,
@@ -99,14 +105,39 @@ class Receiver:
     @property
     def adapters(self) -> dict[str, Adapter]:
         if self._adapters is None:
-            from .registry import load
-
-            self._adapters = load()
+            self._load()
         return self._adapters
+
+    @property
+    def acceptance(self) -> Acceptance:
+        """What this receiver accepts (:mod:`convdb.queue.acceptance`): the installed
+        plugins' handled types and validators, from the same discovery as the adapters."""
+        if self._acceptance is None:
+            self._load()
+        return self._acceptance
+
+    def _load(self) -> None:
+        from .registry import load
+
+        found = discover()
+        if self._adapters is None:
+            self._adapters = load(found)
+        if self._acceptance is None:
+            self._acceptance = Acceptance.installed(found)
+
+    def _accepted(self, delivery, key: str) -> str:
+        """The stored text of ``delivery``, accepted as ``enqueue`` and the worker would
+        (repaired by its validator, maybe); a :class:`Rejection` naming the field."""
+        try:
+            accepted = self.acceptance.accept(delivery.event_type, delivery.payload, key)
+        except (PayloadError, QueueError) as exc:
+            raise refused(exc) from None
+        return accepted.text
 
     async def startup(self) -> None:
         self.writer.start()
         log.info("webhook adapters: %s", ", ".join(sorted(self.adapters)) or "none")
+        log.info("event types accepted: %s", ", ".join(sorted(self.acceptance.handled)) or "none")
         try:
             await self.directory.lookup("0" * 43)  # reads the endpoints now
         except Unavailable as exc:
@@ -196,6 +227,9 @@ class Receiver:
                 raise Rejection.too_large(f"the body is over {wreq.max_body} bytes")
             delivery = await adapter.receive(wreq)
             key = endpoint.key_namespace + delivery.idempotency_key
+            # Every rule the worker applies for good, before the answer: the
+            # acceptance enqueue and the worker use (off the loop when large).
+            text = await off_loop(wreq.content_length, self._accepted, delivery, key)
             scope = None
             if delivery.nonce is not None:  # spent once per signing key (replay.py)
                 scope = await self.replay.scope(endpoint.id, wreq.secret_read)
@@ -205,7 +239,7 @@ class Receiver:
                 delivery,
                 timeout=settings.commit_timeout,
                 nonce_scope=scope,
-                size=wreq.content_length,
+                text=text,
             )
         except Rejection as rejection:
             return adapter.refuse(wreq, rejection), "rejected", rejection.reason
@@ -353,16 +387,18 @@ def create_app(
     settings: ServeSettings | None = None,
     adapters: dict[str, Adapter] | None = None,
     writer: Callable[..., GroupWriter] = GroupWriter,
+    acceptance: Acceptance | None = None,
 ) -> Starlette:
     """The receiver's ASGI app on ``url`` (default: ``DATABASE_URL``, ``.env``, embedded).
 
     ``settings`` default to :func:`~convdb.serve.settings.load_serve_settings`
-    and ``adapters`` to every installed plugin's; ``writer`` builds the
-    process's writer (the benchmarks swap in a one-commit-per-request one).
+    and ``adapters`` to every installed plugin's, as does ``acceptance`` (the
+    event types and validators, :mod:`convdb.queue.acceptance`); ``writer``
+    builds the process's writer (the benchmarks swap in a one-commit-per-request one).
     """
     settings = settings or load_serve_settings()
     url = url or resolve_url()
-    receiver = Receiver(url, settings, adapters, writer)
+    receiver = Receiver(url, settings, adapters, writer, acceptance)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
