@@ -263,7 +263,9 @@ class WebhookRequest:
             raise Rejection.malformed("bad_json", "the body is not UTF-8") from None
         depth = queue_limits.configured().depth + 1
         if queue_limits.too_deep(text, depth):
-            raise Rejection.malformed("bad_json", f"JSON nested deeper than {depth}")
+            raise Rejection.malformed(
+                "bad_json", f"JSON nested deeper than {depth} levels (CONVDB_MAX_PAYLOAD_DEPTH)"
+            )
         try:
             doc = json.loads(text, parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as exc:
