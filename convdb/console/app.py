@@ -37,6 +37,7 @@ from .settings import ConsoleSettings, load_console_settings, passwords
 from .web import (
     HERE,
     LOGIN_COOKIE,
+    READ_TIMEOUT,
     SESSION_COOKIE,
     FormError,
     Refused,
@@ -49,8 +50,6 @@ from .web import (
 )
 
 log = logging.getLogger("convdb.console")
-
-READ_TIMEOUT = 5.0
 
 
 class Console:

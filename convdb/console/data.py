@@ -13,9 +13,9 @@ page costs the same on the first page and the thousandth:
   (``messages_conversation_sent_at_idx``), read from the
   ``conversation_messages`` view: its columns are :data:`MESSAGE_COLUMNS`.
 
-Delivery status (``status``, ``status_at`` in the view) and search are not
-in the schema yet: adding the status is two names in
-:data:`MESSAGE_COLUMNS` and one cell in ``conversation.html``.
+Delivery status (``status``, ``status_at`` in the view) is not in the
+schema yet: adding it is two names in :data:`MESSAGE_COLUMNS` and one cell
+in ``conversation.html``. Search is :func:`convdb.search.search_on`.
 """
 
 from __future__ import annotations

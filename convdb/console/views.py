@@ -11,6 +11,7 @@ filters and cursors in query strings hold no personal data.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import re
@@ -19,10 +20,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ..config import load_settings
+from ..exceptions import SearchError
 from ..queue import ops, overview
+from ..search import search_on
 from . import chart, data
 from .jobs import ACTIONS, Busy
-from .web import PAGE, Refused
+from .web import PAGE, READ_TIMEOUT, Refused
 
 MAX_ID = 2**63 - 1
 #: Largest payload shown on an event's page (bytes of JSON text).
@@ -81,6 +85,7 @@ class Pages:
             Route("/endpoints", self.endpoints),
             Route("/customers", self.customers),
             Route("/customers/{customer}", self.customer),
+            Route("/customers/{customer}/search", self.search, methods=["GET", "POST"]),
             Route("/conversations/{conversation}", self.conversation),
         ]
 
@@ -253,6 +258,48 @@ class Pages:
             customer=found,
             rows=rows,
             next_cursor=next_cursor.text() if next_cursor else None,
+        )
+
+    async def search(self, request: Request) -> Response:
+        """The customer's messages that match a query: a POST, so the words (personal
+        data: names, numbers, addresses) stay out of URLs and access logs."""
+        if request.method == "GET":  # a bookmarked or reloaded result page
+            if self.c.session(request) is None:
+                return RedirectResponse("/login", 303)
+            return RedirectResponse(f"/customers/{_id(request.path_params['customer'])}", 303)
+        form = await self.c.posted(request, act=False)
+        customer_id = _id(request.path_params["customer"])
+        text = form.get("q") or ""
+        before = form.get("before") or None
+        # Within the console's own read deadline, so a long search is refused, not cut off.
+        settings = load_settings()
+        settings = dataclasses.replace(
+            settings, search_timeout=min(settings.search_timeout, READ_TIMEOUT - 1)
+        )
+
+        def read(conn):
+            found = data.customer(conn, customer_id)
+            if found is None:
+                return None, None, None
+            try:
+                page = search_on(conn, customer_id, text, before=before, settings=settings)
+                return found, page, None
+            except SearchError as exc:
+                return found, None, exc
+
+        found, results, error = await self.c.read(read)
+        if found is None:
+            raise Refused(404, "There is no such customer.")
+        return self.c.render(
+            request,
+            "search.html",
+            400 if error else 200,
+            title=f"Search · {found['name']}",
+            customer=found,
+            q=text,
+            results=results.results if results else [],
+            next_cursor=results.next if results else None,
+            error=error,
         )
 
     @page

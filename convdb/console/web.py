@@ -46,6 +46,8 @@ LOGIN_COOKIE = "convdb_console_login"
 
 #: Rows per page of every list.
 PAGE = 50
+#: Seconds a page's reads may take (statement timeout and the reader's deadline).
+READ_TIMEOUT = 5.0
 
 
 class Refused(Exception):

@@ -30,6 +30,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 
 import peewee
+import psycopg2
 
 from ..config import Settings, load_settings
 from ..db import closing, open_database, resolve_read_url
@@ -38,7 +39,7 @@ from ..pgerrors import sqlstate
 from . import cursor, query
 from .snippet import snippet
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SearchPage", "SearchResult", "search"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SearchPage", "SearchResult", "search", "search_on"]
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -49,7 +50,7 @@ SNIPPET_SOURCE = 4000
 # the query as the database folds and parses it: one round trip.
 COMPILE = """
 SELECT set_config('statement_timeout', %s, true),
-       (SELECT id FROM customers WHERE key = %s), q::text, numnode(q)
+       (SELECT id FROM customers WHERE {column} = %s), q::text, numnode(q)
   FROM (SELECT {expression} AS q) x
 """
 
@@ -117,14 +118,7 @@ def search(
     database (default: ``CONVDB_READ_URL``, else ``DATABASE_URL``).
     """
     settings = settings or load_settings()
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise SearchError(f"limit {limit!r}: expected a whole number from 1 to {MAX_LIMIT}")
-    groups = query.parse(
-        text,
-        max_chars=settings.search_max_query,
-        max_terms=settings.search_max_terms,
-        region=settings.phone_region,
-    )
+    groups = _parse(text, limit, settings)
     tag = cursor.scope(customer_key, text)
     position = cursor.decode(before, tag) if before is not None else None
     if db is None:
@@ -133,34 +127,89 @@ def search(
     return _run(db, customer_key, groups, position, limit, tag, settings)
 
 
+def search_on(
+    conn,
+    customer_id: int,
+    text: str,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    before: str | None = None,
+    settings: Settings | None = None,
+) -> SearchPage:
+    """:func:`search` on an open psycopg2 connection, for the customer ``customer_id``.
+
+    Runs in the connection's current transaction (the caller commits or rolls
+    back; the statement timeout is local to it). What the operator console
+    uses: its pages read on their own connection to ``CONVDB_READ_URL``.
+    """
+    settings = settings or load_settings()
+    groups = _parse(text, limit, settings)
+    tag = cursor.scope(f"#{customer_id}", text)
+    position = cursor.decode(before, tag) if before is not None else None
+
+    def execute(sql: str, params) -> list[tuple]:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    try:
+        return _page(execute, ("id", customer_id), groups, position, limit, tag, settings)
+    except psycopg2.Error as exc:
+        _timed_out(exc, settings)
+        raise
+
+
+def _parse(text: str, limit: int, settings: Settings) -> list:
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise SearchError(f"limit {limit!r}: expected a whole number from 1 to {MAX_LIMIT}")
+    return query.parse(
+        text,
+        max_chars=settings.search_max_query,
+        max_terms=settings.search_max_terms,
+        region=settings.phone_region,
+    )
+
+
+def _timed_out(exc: Exception, settings: Settings) -> None:
+    if sqlstate(exc) == "57014":
+        raise SearchError(
+            f"the search ran longer than {settings.search_timeout:g} s and was stopped",
+            hint="Add words that narrow it, or raise CONVDB_SEARCH_TIMEOUT.",
+        ) from exc
+
+
 def _run(db, customer_key, groups, position, limit, tag, settings) -> SearchPage:
+    def execute(sql: str, params) -> list[tuple]:
+        return db.execute_sql(sql, params).fetchall()
+
     try:
         # In the caller's transaction (a savepoint), the timeout is put back after.
         outer = db.in_transaction()
         with db.atomic():
             if outer:
                 before = db.execute_sql("SHOW statement_timeout").fetchone()[0]
-            timeout = str(int(settings.search_timeout * 1000))
-            customer, tsquery = _compile(db, customer_key, groups, timeout)
-            params = {
-                "customer": customer,
-                "query": tsquery,
-                "limit": limit + 1,
-                "source": SNIPPET_SOURCE,
-            }
-            if position is not None:
-                params["sent_at"], params["message_id"] = position
-            sql = PAGE.format(before=BEFORE if position is not None else "")
-            rows = db.execute_sql(sql, params).fetchall()
+            page = _page(execute, ("key", customer_key), groups, position, limit, tag, settings)
             if outer:
                 db.execute_sql("SELECT set_config('statement_timeout', %s, true)", (before,))
     except (peewee.DatabaseError, peewee.InterfaceError) as exc:
-        if sqlstate(exc) == "57014":
-            raise SearchError(
-                f"the search ran longer than {settings.search_timeout:g} s and was stopped",
-                hint="Add words that narrow it, or raise CONVDB_SEARCH_TIMEOUT.",
-            ) from exc
+        _timed_out(exc, settings)
         raise
+    return page
+
+
+def _page(execute, customer, groups, position, limit, tag, settings) -> SearchPage:
+    """One page; ``customer`` is ``("key", text)`` or ``("id", number)``."""
+    timeout = str(int(settings.search_timeout * 1000))
+    customer_id, tsquery = _compile(execute, customer, groups, timeout)
+    params = {
+        "customer": customer_id,
+        "query": tsquery,
+        "limit": limit + 1,
+        "source": SNIPPET_SOURCE,
+    }
+    if position is not None:
+        params["sent_at"], params["message_id"] = position
+    rows = execute(PAGE.format(before=BEFORE if position is not None else ""), params)
     words = query.positive_words(groups)
     results = [
         SearchResult(mid, conv, sent_at, direction, snippet(body or topic, words))
@@ -173,15 +222,18 @@ def _run(db, customer_key, groups, position, limit, tag, settings) -> SearchPage
     return SearchPage(results, following)
 
 
-def _compile(db, customer_key: str, groups, timeout: str) -> tuple[int, str]:
+def _compile(execute, customer: tuple[str, object], groups, timeout: str) -> tuple[int, str]:
     """The customer's id and the query as tsquery text; SearchError for neither."""
     expression, params = query.to_sql(groups) if groups else ("''::tsquery", [])
-    _, customer, tsquery, nodes = db.execute_sql(
-        COMPILE.format(expression=expression), [timeout, customer_key, *params]
-    ).fetchone()
-    if customer is None:
+    column, value = customer
+    ((_, customer_id, tsquery, nodes),) = execute(
+        COMPILE.format(column=column, expression=expression), [timeout, value, *params]
+    )
+    if customer_id is None:
+        if column == "id":
+            raise SearchError(f"no customer with id {value}")
         raise SearchError(
-            f"no customer with key {customer_key[:80]!r}",
+            f"no customer with key {str(value)[:80]!r}",
             hint="Customers are named by the key of their events (customer.key).",
         )
     if not nodes:
@@ -190,4 +242,4 @@ def _compile(db, customer_key: str, groups, timeout: str) -> tuple[int, str]:
             "(only symbols, or words too common to be indexed in the search language)",
             hint='Search for words, "a phrase", a phone number or an email address.',
         )
-    return customer, tsquery
+    return customer_id, tsquery

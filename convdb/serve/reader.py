@@ -10,6 +10,7 @@ waiting behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -75,6 +76,11 @@ class Reader:
                     if attempt == 1:
                         continue  # a stale connection after a database restart
                 raise Unavailable(f"database read failed: {' '.join(str(exc).split())}") from None
+            except BaseException:
+                # fn refused something (a bad search): the next call gets a clean transaction
+                with contextlib.suppress(psycopg2.Error):
+                    self._conn.rollback()
+                raise
         raise AssertionError("unreachable")
 
     def close(self, timeout: float = 10.0) -> None:

@@ -42,16 +42,21 @@ SELECT_KEY = "SELECT key FROM webhook_replay_key"
 
 # A nonce is spent once per scope. One that the endpoint spent before
 # migration 032 (scope 'endpoint:<id>') stays spent: such a claim inserts
-# nothing and goes to NONCE_OWNERS. RETURNING lists the fresh ones.
+# nothing and goes to NONCE_OWNERS. RETURNING lists the fresh ones with the
+# delivery that spent each. When two rows of a group carry one nonce, the first
+# in the group's order wins: ORDER BY, since a right anti join (PostgreSQL 16
+# and later) does not keep unnest's order, and the winner is read back from
+# RETURNING rather than assumed.
 CLAIM_NONCES = """
 INSERT INTO webhook_nonces (scope, nonce, endpoint_id, idempotency_key, expires_at)
 SELECT u.s, u.n, u.e, u.k, now() + make_interval(secs => u.ttl)
   FROM unnest(%(scopes)s::text[], %(nonces)s::text[], %(endpoints)s::bigint[],
-              %(keys)s::text[], %(ttls)s::float8[]) AS u(s, n, e, k, ttl)
+              %(keys)s::text[], %(ttls)s::float8[]) WITH ORDINALITY AS u(s, n, e, k, ttl, i)
  WHERE NOT EXISTS (SELECT 1 FROM webhook_nonces o
                     WHERE o.scope = 'endpoint:' || u.e AND o.nonce = u.n AND o.scope <> u.s)
+ ORDER BY u.i
 ON CONFLICT (scope, nonce) DO NOTHING
-RETURNING scope, nonce
+RETURNING scope, nonce, idempotency_key
 """
 
 # Who spent a nonce before: the same delivery again (a retry) or another one (a replay).
@@ -102,13 +107,7 @@ def spent_elsewhere(cur, group: Sequence, order: Sequence[int]) -> list[int]:
         },
     )
     fresh = {tuple(row) for row in cur.fetchall()}
-    again = []
-    for i in with_nonce:
-        pair = (group[i].scope, group[i].nonce)
-        if pair in fresh:
-            fresh.discard(pair)  # a second row with this nonce is checked below
-        else:
-            again.append(i)
+    again = [i for i in with_nonce if (group[i].scope, group[i].nonce, group[i].key) not in fresh]
     if not again:
         return []
     cur.execute(

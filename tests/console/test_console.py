@@ -380,3 +380,57 @@ def test_inbox_and_conversation_page_by_keyset(db_url):
         assert "← in" in page and "→ out" in page
         sent = re.findall(r"<td>(2025-11-05 10:\d\d:\d\d) UTC</td>", page)
         assert sent == sorted(sent, reverse=True) and len(sent) >= 2
+
+
+def test_search_from_the_customer_page_pages_by_keyset_and_keeps_the_words_out_of_urls(
+    db_url, caplog
+):
+    payloads = sms_events(130, customers=2, contacts=65)
+    for i, p in enumerate(payloads):
+        p["sent_at"] = f"2025-11-05T10:{i // 60:02d}:{i % 60:02d}+00:00"
+        p["body"] = f"refund number {i}" if i % 2 == 0 else f"hello {i}"
+    fill(db_url, payloads)
+    drain(db_url)
+    customer = scalar(db_url, "SELECT id FROM customers WHERE key = 'cust-0'")
+    mine = scalar(  # cust-0 holds the even payloads, which all say "refund"
+        db_url,
+        "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+        " WHERE c.customer_id = %s",
+        (customer,),
+    )
+    caplog.set_level(logging.DEBUG)
+    with client(db_url) as http:
+        login(http, READONLY_PASSWORD)  # a read: the read-only session may search
+        page = http.get(f"/customers/{customer}").text
+        assert f'action="/customers/{customer}/search"' in page
+        csrf = token(page)
+        first = http.post(f"/customers/{customer}/search", data={"csrf": csrf, "q": "refund"})
+        assert first.status_code == 200
+        links = re.findall(r'href="/conversations/(\d+)#message-(\d+)"', first.text)
+        assert len(links) == 20
+        found = [int(m) for _, m in links]
+        while 'id="next-page"' in first.text:
+            before = re.search(r'name="before" value="([^"]+)"', first.text).group(1)
+            first = http.post(
+                f"/customers/{customer}/search",
+                data={"csrf": csrf, "q": "refund", "before": before},
+            )
+            found += [int(m) for m in re.findall(r'#message-(\d+)"', first.text)]
+        assert len(found) == len(set(found)) == mine  # every message once, none of cust-1
+        refused = http.post(f"/customers/{customer}/search", data={"csrf": csrf, "q": "+-*"})
+        assert refused.status_code == 400 and "nothing to search for" in refused.text
+        # the read connection is clean after a refusal
+        again = http.post(f"/customers/{customer}/search", data={"csrf": csrf, "q": "hello"})
+        assert again.status_code == 200 and "No message matches." in again.text
+        assert (
+            http.post(
+                f"/customers/{customer}/search", data={"csrf": "stale", "q": "refund"}
+            ).status_code
+            == 403
+        )
+        bookmarked = http.get(f"/customers/{customer}/search", follow_redirects=False)
+        assert bookmarked.status_code == 303
+        assert (
+            http.post("/customers/999999/search", data={"csrf": csrf, "q": "x"}).status_code == 404
+        )
+    assert "refund" not in caplog.text

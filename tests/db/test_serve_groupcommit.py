@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from psycopg2.extensions import parse_dsn
 
 from convdb import db as convdb_db
 from convdb.serve import endpoints
@@ -133,7 +134,7 @@ def test_a_commit_lost_with_its_connection_is_never_answered_as_stored(
     database refuses a new one: every row of the group is unavailable (503), not stored."""
     from convdb.serve.pg import Unavailable
 
-    name = db_url.rsplit("/", 1)[1]
+    name = parse_dsn(db_url)["dbname"]  # a socket URL carries ?host=/dir after the name
 
     class CutAtCommit(GroupWriter):
         def _store(self, conn, group):

@@ -188,7 +188,7 @@ def test_a_parameter_in_the_url_wins(db_url):
 def test_the_read_url_prefers_a_standby_and_reads_in_read_only_sessions(db_url, monkeypatch):
     from convdb.db import closing, connect_read, open_database, resolve_read_url
 
-    read_url = db_url + "?application_name=reads"
+    read_url = db_url + ("&" if "?" in db_url else "?") + "application_name=reads"
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("CONVDB_READ_URL", read_url)
     notes = []
