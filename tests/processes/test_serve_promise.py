@@ -366,3 +366,22 @@ def test_any_2xx_is_ingested_without_going_dead(server, template_db):
     finally:
         proc.kill()
         server.drop(name)
+
+
+# --- secrets typed in place of a reference (item 6) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["postmark:pm-Inbound-pass", STANDARD_SECRET, "env:" + STANDARD_SECRET.rstrip("=")],
+    ids=["user_password", "whsec", "env_whsec"],
+)
+def test_a_secret_typed_as_a_reference_is_refused_and_never_echoed(hooks, typed):
+    args = ["acme", "typed", "--kind", "email", "--adapter", "standard", "--secret-ref", typed]
+    env = {"DATABASE_URL": hooks["url"]}
+    answer = run_cli("convdb", "providers", "add", *args, env=env)
+    assert answer.returncode == 1
+    assert "secret" in answer.stderr
+    for part in {typed, typed.partition(":")[2] or typed, "pm-Inbound-pass", STANDARD_SECRET[6:20]}:
+        assert part not in answer.stdout + answer.stderr
+    assert query(hooks["url"], "SELECT count(*) FROM providers WHERE name = 'typed'") == [(0,)]
