@@ -385,3 +385,15 @@ def test_a_secret_typed_as_a_reference_is_refused_and_never_echoed(hooks, typed)
     for part in {typed, typed.partition(":")[2] or typed, "pm-Inbound-pass", STANDARD_SECRET[6:20]}:
         assert part not in answer.stdout + answer.stderr
     assert query(hooks["url"], "SELECT count(*) FROM providers WHERE name = 'typed'") == [(0,)]
+
+
+def test_the_demo_shows_the_refusal_and_no_dead_event(server):
+    """The README's demo: its one bad sample is refused at the door, naming the field."""
+    name = server.create()
+    try:
+        out = run_cli("convdb", "demo", env={"DATABASE_URL": server.url(name)}, check=True).stdout
+    finally:
+        server.drop(name)
+    assert "demo: delivery 14 refused, nothing stored (the sender fixes it): sent_at:" in out
+    assert "worker drained the queue: 16 done, 0 retried, 0 dead" in out
+    assert "dead events" not in out
