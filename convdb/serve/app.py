@@ -18,6 +18,11 @@ still 200, when the store cannot be written or a replica lags more than
 ``GET /metrics`` (Prometheus text). Every request is logged as one line on
 the logger ``convdb.serve.access``, the token masked.
 
+A 2xx means the event becomes data: before the answer, every event is
+accepted as ``enqueue`` and the worker accept it (:mod:`convdb.queue.acceptance`:
+the queue's limits, a handled event type, the type's validator), or refused
+with the adapter's "do not retry" code and a detail naming the field.
+
 A fault that an operator or a retry can cure (the database away, a secret
 reference that cannot be read, an attachment store that cannot be written,
 an adapter that is not installed) answers 503 with ``Retry-After``, after

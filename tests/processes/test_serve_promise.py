@@ -23,7 +23,7 @@ from convdb.serve.providers import samples
 from convdb.testing import query
 
 from ..provider_support import mailgun_signature, twilio_request
-from ..serve_support import Sender, ServeProcess, add_endpoint
+from ..serve_support import Sender, ServeProcess, add_adapter_endpoints, add_endpoint
 from ..support import EXAMPLE, example, run_cli
 
 pytestmark = pytest.mark.slow
@@ -39,18 +39,15 @@ STANDARD_SECRET = "whsec_" + "cHJvbWlzZS1zZWNyZXQtZm9yLXRoZS10ZXN0cy0wMQ=="
 def hooks(server, template_db, tmp_path_factory):
     name = server.create(template=template_db)
     url = server.url(name)
-    paths = {
-        "standard": add_endpoint(url, provider_name="inhouse", secret_ref="env:TEST_STANDARD"),
-        "twilio": add_endpoint(
-            url, provider_name="twilio", kind="sms", adapter="twilio", secret_ref="env:TEST_TWILIO"
-        ),
-        "mailgun": add_endpoint(
-            url, provider_name="mailgun", adapter="mailgun", secret_ref="env:TEST_MAILGUN"
-        ),
-        "postmark": add_endpoint(
-            url, provider_name="postmark", adapter="postmark", secret_ref="env:TEST_POSTMARK"
-        ),
-    }
+    paths = add_adapter_endpoints(
+        url,
+        {
+            "standard": "env:TEST_STANDARD",
+            "twilio": "env:TEST_TWILIO",
+            "mailgun": "env:TEST_MAILGUN",
+            "postmark": "env:TEST_POSTMARK",
+        },
+    )
     env = {
         "TEST_STANDARD": STANDARD_SECRET,
         "TEST_TWILIO": TWILIO_TOKEN,
