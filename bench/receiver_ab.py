@@ -15,7 +15,10 @@ them with
   commit);
 - one provider-shaped request per adapter (Twilio, SendGrid, Mailgun,
   Postmark: :mod:`convdb.serve.providers.samples`) at 64 connections, with
-  the Python generator: webhooks/s.
+  the Python generator: webhooks/s;
+- for each load, the receiver process's CPU time per request (user + system,
+  from ``/proc``): what a change costs, much less moved by whatever else
+  runs on the machine than the rates are.
 
 ``OTHER_CHECKOUT`` is a directory holding another version of convdb (a git
 worktree of ``main``, say); its receiver runs with ``PYTHONPATH`` set to it.
@@ -66,6 +69,11 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(60)
 
 
+def _per_request(pid: int, cpu_before: float, load: loadgen.Load, seconds: float) -> float:
+    """The receiver's CPU microseconds per request answered during ``load``."""
+    return (loadgen.cpu_seconds(pid) - cpu_before) / max(load.rate * seconds, 1) * 1e6
+
+
 def one_side(server: Server, template: str, source: Path, seconds: float, tag: str) -> dict:
     """Every figure of one receiver, each on a database of its own."""
     figures: dict[str, float] = {}
@@ -77,10 +85,12 @@ def one_side(server: Server, template: str, source: Path, seconds: float, tag: s
     try:
         loadgen.latencies(port, loadgen.presigned(path, secret, 100, f"w{tag}", port), 4)
         requests = loadgen.presigned(path, secret, int(seconds * 12_000), f"l{tag}", port)
+        cpu = loadgen.cpu_seconds(proc.pid)
         load = (loadgen.wrk_load if use_wrk else loadgen.python_load)(port, requests, 64, seconds)
         if load.errors:
             raise RuntimeError(f"{source}: {load.errors} requests not answered 200")
         figures["standard /s"], figures["standard p99 ms"] = load.rate, load.p99_ms
+        figures["standard CPU us/req"] = _per_request(proc.pid, cpu, load, seconds)
     finally:
         _stop(proc)
     url = server.url(server.create("ab_providers", template))
@@ -104,10 +114,12 @@ def one_side(server: Server, template: str, source: Path, seconds: float, tag: s
                     for i in range(int(seconds * 4_000))
                 ]
                 loadgen.latencies(port, requests[:50], 4)
+                cpu = loadgen.cpu_seconds(proc.pid)
                 load = loadgen.python_load(port, requests[50:], 64, seconds)
                 if load.errors:
                     raise RuntimeError(f"{source} {adapter}: {load.errors} not answered 200")
                 figures[f"{adapter} /s"] = load.rate
+                figures[f"{adapter} CPU us/req"] = _per_request(proc.pid, cpu, load, seconds)
         finally:
             _stop(proc)
     return figures
@@ -134,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_ + 1} {name}: {shown}", flush=True)
     finally:
         server.drop_all()
-    print(f"{'figure':<18} {'baseline':>10} {'this':>10} {'this/baseline':>14}")
+    print(f"{'figure':<22} {'baseline':>10} {'this':>10} {'this/baseline':>14}")
     for key in results["this"][0]:
         base = statistics.median(r[key] for r in results["baseline"])
         this = statistics.median(r[key] for r in results["this"])
-        print(f"{key:<18} {base:>10,.1f} {this:>10,.1f} {this / base:>14.3f}")
+        print(f"{key:<22} {base:>10,.1f} {this:>10,.1f} {this / base:>14.3f}")
     return 0
 
 
