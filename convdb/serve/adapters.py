@@ -39,6 +39,11 @@ What the receiver does around :meth:`Adapter.receive`:
   request read, at whatever endpoint: :mod:`convdb.serve.replay`); the nonce
   is stored in the same transaction as the event, so it is consumed exactly
   when the event is.
+- The :class:`Delivery` is accepted as ``enqueue`` and the worker accept an
+  event (:mod:`convdb.queue.acceptance`: the queue's limits, a handled event
+  type, that type's validator), before anything is stored; a refusal is
+  answered with :attr:`Adapter.malformed_status` (413 over a size limit) and
+  a detail naming the field, so a 2xx is never followed by a ``dead`` event.
 - :meth:`Adapter.respond` builds the 2xx answer (after the commit) and
   :meth:`Adapter.refuse` the answer to a :class:`Rejection`, so an adapter can
   speak its provider's dialect (an empty TwiML document, a 406).
