@@ -73,6 +73,7 @@ def page(handler):
 class Pages:
     def __init__(self, console) -> None:  # a convdb.console.app.Console
         self.c = console
+        self.minutes = overview.MinuteCache()  # used on the reader's one thread only
 
     def routes(self) -> list[Route]:
         return [
@@ -94,7 +95,8 @@ class Pages:
     @page
     async def queue(self, request: Request) -> Response:
         def read(conn):
-            return overview.counts(conn), overview.head(conn), overview.throughput(conn)
+            flow = overview.throughput(conn, cache=self.minutes)
+            return overview.counts(conn), overview.head(conn), flow
 
         counts, head, flow = await self.c.read(read)
         drawn = chart.build(

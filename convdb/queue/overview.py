@@ -112,28 +112,71 @@ def head(conn) -> Head | None:
     return Head(*row) if row else None
 
 
-def throughput(conn, minutes: int = WINDOW_MINUTES) -> Throughput:
+#: Minutes before the current one that are read again at every view: an event
+#: committed late (its transaction began in an earlier minute) still lands in them.
+SETTLE_MINUTES = 2
+
+
+@dataclass(frozen=True)
+class _Minute:
+    received: int
+    finished: list[tuple[str, int, int, dt.datetime]]  # (worker, done, dead, last)
+
+
+class MinuteCache:
+    """The chart's settled minutes, kept between views of the queue page.
+
+    A minute more than :data:`SETTLE_MINUTES` old does not change any more
+    (its events were received or finished then), so a view reads only the
+    minutes since then and those it has not seen: a few hundred rows where
+    the whole hour is tens of thousands on a busy day. A dead event retried
+    later still counts as dead in the minute it went dead, which is what
+    happened then. Not thread-safe: one per reader thread.
+    """
+
+    def __init__(self) -> None:
+        self.minutes: dict[dt.datetime, _Minute] = {}
+
+
+def throughput(conn, minutes: int = WINDOW_MINUTES, cache: MinuteCache | None = None) -> Throughput:
     """Received, done and dead per minute over the last ``minutes``, and the workers seen."""
+    cache = cache or MinuteCache()
     with conn.cursor() as cur:
         cur.execute("SELECT date_trunc('minute', now())")
         (now_minute,) = cur.fetchone()
         since = now_minute - dt.timedelta(minutes=minutes - 1)
-        cur.execute(queries.FINISHED_BY_MINUTE, {"since": since})
+        settled = now_minute - dt.timedelta(minutes=SETTLE_MINUTES)
+        axis = [since + dt.timedelta(minutes=i) for i in range(minutes)]
+        for old in [m for m in cache.minutes if m < since]:
+            del cache.minutes[old]
+        missing = [m for m in axis if m < settled and m not in cache.minutes]
+        read_from = missing[0] if missing else settled
+        cur.execute(queries.FINISHED_BY_MINUTE, {"since": read_from})
         finished = cur.fetchall()
-        cur.execute(queries.RECEIVED_BY_MINUTE, {"since": since})
+        cur.execute(queries.RECEIVED_BY_MINUTE, {"since": read_from})
         received = dict(cur.fetchall())
         cur.execute(queries.HOLDING)
         holding = {name: (n, until) for name, n, until in cur.fetchall()}
-    axis = [since + dt.timedelta(minutes=i) for i in range(minutes)]
+    fresh: dict[dt.datetime, list] = defaultdict(list)
+    for minute, worker, n_done, n_dead, last in finished:
+        fresh[minute].append((worker, n_done, n_dead, last))
+    for minute in axis:
+        if read_from <= minute < settled:
+            cache.minutes[minute] = _Minute(received.get(minute, 0), fresh.get(minute, []))
     done: dict = defaultdict(int)
     dead: dict = defaultdict(int)
     seen: dict[str, list] = {}
-    for minute, worker, n_done, n_dead, last in finished:
-        done[minute] += n_done
-        dead[minute] += n_dead
-        entry = seen.setdefault(worker, [0, None])
-        entry[0] += n_done + n_dead
-        entry[1] = last if entry[1] is None else max(entry[1], last)
+    for minute in axis:
+        kept = cache.minutes.get(minute) if minute < settled else None
+        if kept is None:
+            kept = _Minute(received.get(minute, 0), fresh.get(minute, []))
+        received[minute] = kept.received
+        for worker, n_done, n_dead, last in kept.finished:
+            done[minute] += n_done
+            dead[minute] += n_dead
+            entry = seen.setdefault(worker, [0, None])
+            entry[0] += n_done + n_dead
+            entry[1] = last if entry[1] is None else max(entry[1], last)
     workers = [
         Worker(name, total, last, holding.get(name, (0, None))[0])
         for name, (total, last) in seen.items()
@@ -182,6 +225,7 @@ __all__ = [
     "DeadRow",
     "Event",
     "Head",
+    "MinuteCache",
     "Throughput",
     "Worker",
     "counts",

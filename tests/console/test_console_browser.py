@@ -185,6 +185,21 @@ def test_read_a_conversation(site, browser, shots):
     browser.save_screenshot(str(shots / "endpoints.png"))
 
 
+def test_search_a_customers_messages_and_open_one(site, browser, shots):
+    _, base = site
+    log_in(browser, base, PASSWORD)
+    browser.get(base + "/customers")
+    follow(browser, browser.find_element(By.LINK_TEXT, "Customer 0"))
+    browser.find_element(By.ID, "search-q").send_keys('"message 4"')
+    follow(browser, browser.find_element(By.ID, "search-go"))
+    assert "/search" in browser.current_url and "message" not in browser.current_url
+    snippets = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results .snippet")]
+    assert snippets and all("message 4" in text for text in snippets)
+    browser.save_screenshot(str(shots / "search.png"))
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#results tbody a"))
+    assert "/conversations/" in browser.current_url and "#message-" in browser.current_url
+
+
 def test_read_only_login_has_no_buttons_and_its_forged_post_is_refused(site, browser, shots):
     url, base = site
     log_in(browser, base, READONLY_PASSWORD)
