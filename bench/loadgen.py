@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -210,6 +211,18 @@ def rss_mb(pid: int) -> float:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) ``pid`` and its children have used so far, in seconds."""
+    total = 0
+    for child in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _children(pid: int) -> list[int]:
     try:
         found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -222,4 +235,4 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-__all__ = ["Load", "latencies", "presigned", "python_load", "rss_mb", "wrk_load"]
+__all__ = ["Load", "cpu_seconds", "latencies", "presigned", "python_load", "rss_mb", "wrk_load"]

@@ -39,8 +39,9 @@ class NaiveWriter(GroupWriter):
     def start(self) -> None:
         pass
 
-    async def store(self, endpoint_id, key, delivery, *, timeout, **_options):  # no nonces here
-        payload = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":"))
+    async def store(self, endpoint_id, key, delivery, *, timeout, text=None, **_options):
+        # no nonces here; the receiver hands the accepted text
+        payload = text or json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":"))
         return await asyncio.to_thread(self._insert, delivery.event_type, payload, key)
 
     def _insert(self, event_type: str, payload: str, key: str) -> str:

@@ -25,6 +25,13 @@ plugin = Plugin(
         "message.sent": "convdb.ingest:handle_batch",
         "message.status": "convdb.ingest.status:handle_status_batch",
     },
+    # The doors' check of each event type (convdb.queue.acceptance): the same
+    # parse_message the handlers run. A new message.* type adds its line here.
+    validators={
+        "message.received": "convdb.ingest:validate_received",
+        "message.sent": "convdb.ingest:validate_sent",
+        "message.status": "convdb.ingest:validate_status",
+    },
     adapters={
         "standard": "convdb.serve.standard:StandardWebhooks",
         "twilio": "convdb.serve.providers.twilio:Twilio",

@@ -125,6 +125,21 @@ def add_endpoint(
     return new.path
 
 
+def add_adapter_endpoints(url: str, refs: dict[str, str]) -> dict[str, str]:
+    """One endpoint of customer ``acme`` per adapter named in ``refs`` (adapter -> secret
+    reference), each its own provider named after the adapter; ``{adapter: path}``."""
+    return {
+        adapter: add_endpoint(
+            url,
+            provider_name=adapter,
+            kind="sms" if adapter == "twilio" else "email",
+            adapter=adapter,
+            secret_ref=ref,
+        )
+        for adapter, ref in refs.items()
+    }
+
+
 def serving(url: str, *args: str, env: dict | None = None) -> tuple[ServeProcess, Sender]:
     """An endpoint with a fresh secret in the server's environment, and the running server."""
     secret = generate_secret()

@@ -6,8 +6,10 @@
 3. start ``convdb serve`` on a free local port;
 4. POST the shipped sample (``convdb/samples/webhooks.jsonl``: email and
    SMS/MMS for three customers, a webhook delivered twice, a message
-   redelivered with another receipt time, and one bad event) signed as a
-   sender would, then one forged delivery, and show what each got; then one
+   redelivered with another receipt time, and one bad event, which the
+   receiver refuses with 400 naming the field: nothing it acknowledged goes
+   ``dead``) signed as a sender would, then one forged delivery, and show
+   what each got; then one
    real-shaped webhook per provider adapter (Twilio, SendGrid, Mailgun,
    Postmark: :mod:`convdb.cli.demo_providers`) and a forged Twilio one;
    then three outbound SMS and their Twilio status callbacks (one early,
@@ -186,6 +188,10 @@ def run(url: str | None = None, echo: Callable[[str], None] = print) -> None:
         proc.wait(30)
     echo(format_table(["delivery", "customer", "message id", "HTTP", "answer"], rows))
     answered = [row[3] for row in rows]
+    for number, _key, _message_id, code, text in rows:
+        if code == 400:
+            detail = json.loads(text).get("detail", "")
+            echo(f"demo: delivery {number} refused, nothing stored (the sender fixes it): {detail}")
     echo(
         f"demo: {len(rows)} POSTs: {sum(r[4].find('stored') > 0 for r in rows)} stored, "
         f"{sum(r[4].find('duplicate') > 0 for r in rows)} duplicate (2xx, stored once), "

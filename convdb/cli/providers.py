@@ -71,6 +71,7 @@ def list_command(database_url: str | None) -> None:
     shows once the replica has replayed it."""
     from ..db import closing, connect_read
     from ..serve import endpoints
+    from ..serve.secrets import shown_ref
 
     with closing(connect_read(database_url)) as db:
         rows = endpoints.list_endpoints(db)
@@ -88,7 +89,7 @@ def list_command(database_url: str | None) -> None:
                     r.provider_name,
                     r.kind,
                     r.adapter,
-                    r.secret_ref,
+                    shown_ref(r.secret_ref),
                     r.path_hint,
                     r.created_at,
                 )

@@ -25,21 +25,41 @@ from .options import database_url_option, read_url_option
     metavar="SECONDS",
     help="Make the events due this many seconds from now.",
 )
+@click.option(
+    "--no-validate",
+    is_flag=True,
+    help="Store the events as they are, held to the limits only: no check that a plugin "
+    "handles EVENT_TYPE or that its validator accepts each payload (the worker decides).",
+)
 @database_url_option
 def enqueue(
-    event_type: str, file, key_field: str | None, delay: float, database_url: str | None
+    event_type: str,
+    file,
+    key_field: str | None,
+    delay: float,
+    no_validate: bool,
+    database_url: str | None,
 ) -> None:
     """Store events of EVENT_TYPE, one JSON payload per line of FILE (default: stdin).
 
     The file is stored in one transaction: a line that is not UTF-8, not a
-    JSON object, or over a limit (CONVDB_MAX_PAYLOAD_BYTES, ...) is reported
-    with its line number and nothing from the file is stored. Events whose
-    idempotency key is already stored are skipped. Idle workers are woken.
+    JSON object, over a limit (CONVDB_MAX_PAYLOAD_BYTES, ...) or refused by
+    the event type's validator (for message.received and message.sent: the
+    canonical message checks) is reported with its line number and the field,
+    and nothing from the file is stored. An EVENT_TYPE no installed plugin
+    handles is refused. Events whose idempotency key is already stored are
+    skipped. Idle workers are woken.
     """
     from ..queue import ops
 
     stored, skipped = ops.enqueue_file(
-        event_type, file, name=file.name, key_field=key_field, delay=delay, url=database_url
+        event_type,
+        file,
+        name=file.name,
+        key_field=key_field,
+        delay=delay,
+        url=database_url,
+        validate=not no_validate,
     )
     click.echo(f"stored {stored} event(s) of type {event_type}; {skipped} duplicate(s) skipped")
 

@@ -9,7 +9,9 @@
 
 - :mod:`~convdb.ingest.payload`: :func:`parse_message` validates a payload
   into a :class:`CanonicalMessage`, or raises
-  :class:`~convdb.exceptions.PayloadError` naming the bad field;
+  :class:`~convdb.exceptions.PayloadError` naming the bad field (the core's
+  validators, :func:`validate_received` and :func:`validate_sent`, call it
+  for every door: :mod:`convdb.queue.acceptance`);
 - :mod:`~convdb.ingest.writer`: :func:`ingest_messages` writes a batch
   (:func:`ingest_message` is a batch of one), every rule in one place;
 - :mod:`~convdb.ingest.statements`: its set-based statements, prepared once
@@ -33,6 +35,9 @@ from .payload import (
     parse_event,
     parse_message,
     parse_status,
+    validate_received,
+    validate_sent,
+    validate_status,
 )
 from .writer import ingest_message, ingest_messages
 
@@ -50,4 +55,7 @@ __all__ = [
     "parse_event",
     "parse_message",
     "parse_status",
+    "validate_received",
+    "validate_sent",
+    "validate_status",
 ]

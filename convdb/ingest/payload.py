@@ -31,6 +31,9 @@ __all__ = [
     "parse_event",
     "parse_message",
     "parse_status",
+    "validate_received",
+    "validate_sent",
+    "validate_status",
 ]
 
 EVENT_TYPES = ("message.received", "message.sent", "message.status")
@@ -62,6 +65,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _LOCAL_PART_REFUSED = re.compile(r'[\s()<>\[\]:;@\\,"]')
 _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 _ASCII_PHONE = re.compile(r"[0-9A-Za-z \t+\-.()/:;=#*,]*")
+# What str.isspace() calls whitespace (re's \s on str is the same test), found in C.
+_WHITESPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,7 @@ def _attachment_url(value, path: str) -> str:
     if control:
         raise PayloadError(f"{path}: contains a control character ({control})")
     text = url.strip(dedup.WHITESPACE)
-    if any(ch.isspace() for ch in text):
+    if _WHITESPACE.search(text):
         raise PayloadError(f"{path}: contains whitespace (percent-encode it)")
     try:
         parts = urlsplit(text)
@@ -438,3 +443,19 @@ def parse_message(payload, event_type: str | None = None) -> CanonicalMessage:
         conversation_key=_opt_text(obj, "conversation_key", "conversation_key"),
         attachments=tuple((url, *info) for url, info in files.items()),
     )
+
+
+def validate_received(payload) -> None:
+    """The validator of ``message.received`` (``Plugin.validators``): what its handler
+    checks, run by every door before it accepts the event."""
+    parse_message(payload, "message.received")
+
+
+def validate_sent(payload) -> None:
+    """The validator of ``message.sent``; see :func:`validate_received`."""
+    parse_message(payload, "message.sent")
+
+
+def validate_status(payload) -> None:
+    """The validator of ``message.status``; see :func:`validate_received`."""
+    parse_status(payload)

@@ -13,6 +13,7 @@ A plugin is an installed distribution with an entry point in the group
         handlers={"conversation.tagged": handle_tagged},
         batch_handlers={},                    # optional: event type -> handler of a list
         adapters={},                          # optional: webhook adapters by name
+        validators={"conversation.tagged": check_tagged},  # optional: the doors' check
     )
 
     # pyproject.toml
@@ -34,8 +35,8 @@ Library surface (the queue worker and the CLI use these):
   first, then every plugin after its dependencies, independent plugins by
   name. A missing dependency or a cycle is a :class:`PluginError` naming the
   plugins involved, raised before anything touches a database.
-- :func:`load_handlers`, :func:`load_batch_handlers`, :func:`load_adapters`
-  — ``{name: object}`` over every plugin (``core``'s included). Two plugins
+- :func:`load_handlers`, :func:`load_batch_handlers`, :func:`load_adapters`,
+  :func:`load_validators` — ``{name: object}`` over every plugin (``core``'s included). Two plugins
   claiming one event type (or adapter name) is a :class:`PluginError`
   naming both. The queue worker and the receiver call them once at start-up.
 - :func:`order`, :func:`dependencies`, :func:`dependents` — the graph, on
@@ -44,6 +45,13 @@ Library surface (the queue worker and the CLI use these):
 Handlers and adapters may be given as objects or as ``"module:attribute"``
 strings, imported when they are loaded; the core uses strings so that
 discovering plugins never imports the ingest or receiver code.
+
+Validators: a validator takes an event's payload and returns the payload to
+store (repaired, or None for as given), or raises
+:class:`~convdb.exceptions.PayloadError` naming the bad field. ``enqueue`` and
+the receiver call it before they accept an event
+(:mod:`convdb.queue.acceptance`), so nothing they accept is refused by the
+worker for good; the handler of the same type should call the same function.
 
 Batch handlers: a batch handler takes the list of a claimed batch's events of
 its type and returns ``{event_id: exception}`` for the events it refused
@@ -59,6 +67,7 @@ from .discovery import (
     load_adapters,
     load_batch_handlers,
     load_handlers,
+    load_validators,
     ordered_plugins,
     scan,
     scan_with_core,
@@ -75,6 +84,7 @@ from .plugin import (
     Plugin,
     Problem,
     Scan,
+    Validator,
 )
 
 __all__ = [
@@ -89,12 +99,14 @@ __all__ = [
     "Plugin",
     "Problem",
     "Scan",
+    "Validator",
     "dependencies",
     "dependents",
     "discover",
     "load_adapters",
     "load_batch_handlers",
     "load_handlers",
+    "load_validators",
     "order",
     "ordered_plugins",
     "scan",

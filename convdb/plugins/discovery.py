@@ -1,7 +1,8 @@
 """Finding plugins: entry points loaded and validated (:func:`scan`, :func:`discover`),
 in migration order (:func:`ordered_plugins`), and what they provide collected
 over every plugin (:func:`load_handlers`, :func:`load_batch_handlers`,
-:func:`load_adapters`)."""
+
+:func:`load_adapters`, :func:`load_validators`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .plugin import (
     Plugin,
     Problem,
     Scan,
+    Validator,
 )
 
 
@@ -179,6 +181,11 @@ def load_handlers(plugins: Sequence[Found] | None = None) -> dict[str, Handler]:
 def load_batch_handlers(plugins: Sequence[Found] | None = None) -> dict[str, BatchHandler]:
     """``{event_type: batch handler}`` over every plugin (default: every installed one)."""
     return _collect(plugins, "batch_handlers", "batch handler for the event type")
+
+
+def load_validators(plugins: Sequence[Found] | None = None) -> dict[str, Validator]:
+    """``{event_type: validator}`` over every plugin (default: every installed one)."""
+    return _collect(plugins, "validators", "validator for the event type")
 
 
 def load_adapters(plugins: Sequence[Found] | None = None) -> dict[str, object]:

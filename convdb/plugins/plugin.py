@@ -19,6 +19,10 @@ EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]+\Z")
 
 Handler = Callable[[object], object]
 BatchHandler = Callable[[list], Mapping[int, BaseException]]
+#: Takes an event's payload (a dict); returns the payload to store (repaired) or
+#: None (store it as given); raises :class:`~convdb.exceptions.PayloadError`
+#: naming the bad field when the event can never be handled.
+Validator = Callable[[dict], "dict | None"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,12 @@ class Plugin:
     list of such rows (see the module's docstring); each needs a handler of
     the same event type. ``adapters``: webhook adapter name to an adapter
     (:mod:`convdb.serve`) or a ``"module:attr"`` string naming one.
+    ``validators``: event type to a :data:`Validator` (or ``"module:attr"``),
+    the check every door (``enqueue``, the receiver) runs before it accepts an
+    event of that type (:mod:`convdb.queue.acceptance`); each needs a handler
+    of the same event type, which should call the same function. An event
+    type with a handler but no validator is accepted on the queue's limits
+    alone: the plugin then answers for its own payloads.
     """
 
     name: str
@@ -43,6 +53,7 @@ class Plugin:
     handlers: Mapping[str, Handler | str] = field(default_factory=dict)
     batch_handlers: Mapping[str, BatchHandler | str] = field(default_factory=dict)
     adapters: Mapping[str, object] = field(default_factory=dict)
+    validators: Mapping[str, Validator | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def bad(message: str) -> PluginError:
@@ -59,7 +70,7 @@ class Plugin:
             raise bad("depends_on must be a list of plugin names")
         if self.name in self.depends_on:
             raise bad("a plugin cannot depend on itself")
-        for what in ("handlers", "batch_handlers"):
+        for what in ("handlers", "batch_handlers", "validators"):
             mapping = getattr(self, what)
             if not isinstance(mapping, Mapping):
                 raise bad(f"{what} must be a mapping of event type to callable")
@@ -71,13 +82,16 @@ class Plugin:
         orphans = sorted(set(self.batch_handlers) - set(self.handlers))
         if orphans:
             raise bad(f"batch_handlers without a one-event handler (the fallback): {orphans}")
+        unchecked = sorted(set(self.validators) - set(self.handlers))
+        if unchecked:
+            raise bad(f"validators without a handler of the same event type: {unchecked}")
         if not isinstance(self.adapters, Mapping):
             raise bad("adapters must be a mapping of adapter name to adapter")
         for adapter_name in self.adapters:
             if not isinstance(adapter_name, str) or not NAME_RE.fullmatch(adapter_name):
                 raise bad(f"adapter name {adapter_name!r} must match {NAME_RE.pattern}")
         object.__setattr__(self, "depends_on", tuple(dict.fromkeys(self.depends_on)))
-        for what in ("handlers", "batch_handlers", "adapters"):
+        for what in ("handlers", "batch_handlers", "adapters", "validators"):
             object.__setattr__(self, what, dict(getattr(self, what)))
 
     @property
@@ -86,8 +100,8 @@ class Plugin:
         return "migratehistory" if self.name == CORE_NAME else f"migratehistory_{self.name}"
 
     def resolve(self, what: str) -> dict[str, object]:
-        """``handlers``, ``batch_handlers`` or ``adapters`` with every ``"module:attr"``
-        string imported."""
+        """``handlers``, ``batch_handlers``, ``adapters`` or ``validators`` with every
+        ``"module:attr"`` string imported."""
         resolved = {}
         for key, value in getattr(self, what).items():
             if _is_reference(value):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ..exceptions import PayloadError, QueueError
 from ..pgerrors import READ_ONLY_SQLSTATE, is_connection_error, is_transient, sqlstate
 from . import limits as limits_mod
+from .acceptance import Acceptance
 from .limits import Limits
 from .manager import QueueManager, describe
 
@@ -55,6 +56,7 @@ class Dispatcher:
         backoff: Callable[[int], float],
         limits: Limits,
         counters: Counters,
+        acceptance: Acceptance | None = None,
         echo: Echo,
         stopping: threading.Event,
     ) -> None:
@@ -64,6 +66,8 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.backoff = backoff  # seconds before the next try, by attempts used
         self.limits = limits
+        # The doors' rules for the envelope and unknown types (convdb.queue.acceptance).
+        self.acceptance = acceptance or Acceptance.of_handlers(handlers, limits=limits)
         self.counters = counters
         self.echo = echo
         self._stopping = stopping
@@ -92,8 +96,7 @@ class Dispatcher:
         for event in events:
             data = event.__data__
             try:
-                limits_mod.check_event_type(data["event_type"], self.limits)
-                limits_mod.check_key(data["idempotency_key"], self.limits)
+                self.acceptance.envelope(data["event_type"], data["idempotency_key"])
                 if data["payload"] is None:
                     raise limits_mod.size_error(data["payload_bytes"], self.limits)
                 data["payload"] = limits_mod.decode(data["payload"], self.limits)
@@ -159,8 +162,7 @@ class Dispatcher:
         return []
 
     def _unknown(self, event_type: str) -> str:
-        known = ", ".join(sorted(self.handlers)) or "none"
-        return f"unknown event type {event_type!r}: no handler (known: {known})"
+        return self.acceptance.unknown(event_type).message
 
     def _process_each(
         self, manager: QueueManager, worker_id: str, events: list, problems: dict[int, str]

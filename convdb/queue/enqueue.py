@@ -15,11 +15,17 @@ Each call is one transaction (a single statement, one round trip, for up to
 the database), and ``NOTIFY`` wakes idle workers when it commits.
 An event whose ``idempotency_key`` is already stored is skipped: a webhook
 delivered twice is stored once. ``delay`` (seconds or a ``timedelta``) makes
-the event due later. Every event is checked against the limits of
-:mod:`convdb.queue.limits` first; one that breaks them raises
-:class:`~convdb.exceptions.PayloadError` (the payload) or
+the event due later. Every event is accepted first, as the receiver accepts
+it (:mod:`convdb.queue.acceptance`): held to the limits of
+:mod:`convdb.queue.limits`, its type handled by an installed plugin, its
+payload passed by that type's validator (the core's: the canonical message
+checks). One that is refused raises :class:`~convdb.exceptions.PayloadError`
+(the payload, naming the field; :class:`~convdb.queue.acceptance.Refused`
+for an unknown type or a validator's refusal) or
 :class:`~convdb.exceptions.QueueError` (event type, key) and nothing of the
-call is stored.
+call is stored. ``validate=False`` skips the handler and validator checks
+(the limits still hold): for tools that replay or import events as they
+were, leaving the verdict to the worker.
 
 Idempotency keys are global to the table: a key derived from a payload must
 say whose it is. :func:`namespaced_key` builds such keys; ``convdb enqueue
@@ -28,6 +34,7 @@ say whose it is. :func:`namespaced_key` builds such keys; ``convdb enqueue
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,8 +43,10 @@ from typing import IO
 import peewee
 
 from ..exceptions import ConvdbError, PayloadError, QueueError
+from . import acceptance as acceptance_mod
 from . import limits as limits_mod
-from .limits import Limits, check_event_type, check_key
+from .acceptance import Acceptance
+from .limits import Limits, check_key
 from .manager import QueueManager
 
 __all__ = ["enqueue", "enqueue_many", "key_of", "namespaced_key", "read_events"]
@@ -70,14 +79,36 @@ def delay_seconds(delay: Delay) -> float:
 
 def _located(exc: ConvdbError, where: str, suffix: str = "") -> ConvdbError:
     """``exc`` again with ``where`` in front of its message."""
-    return type(exc)(f"{where}: {exc.message}{suffix}", hint=exc.hint)
+    located = type(exc)(f"{where}: {exc.message}{suffix}", hint=exc.hint)
+    if hasattr(exc, "reason"):
+        located.reason = exc.reason
+    return located
 
 
-def _row(event_type: str, payload, key, limits: Limits, where: str) -> tuple[str, str | None]:
+def _acceptance(acceptance: Acceptance | None, limits: Limits | None) -> Acceptance:
+    found = acceptance or acceptance_mod.installed()
+    if limits is not None and limits != found.limits:
+        found = dataclasses.replace(found, limits=limits)
+    return found
+
+
+def _door(acceptance: Acceptance | None, limits: Limits | None, event_type, validate: bool):
+    """The acceptance to use, once the event type is known to fit the limits."""
+    found = _acceptance(acceptance, limits)
+    found.envelope(event_type, None)
+    return found
+
+
+def _row(
+    acceptance: Acceptance, event_type: str, payload, key, validate: bool, where: str
+) -> tuple[str, str | None]:
     try:
-        return limits_mod.encode(payload, limits), check_key(key, limits)
+        accepted = acceptance.accept(event_type, payload, key, validate=validate)
     except (PayloadError, QueueError) as exc:
+        if getattr(exc, "reason", None) == "unknown_event_type":
+            raise  # the call's, not one payload's
         raise _located(exc, where) from None
+    return accepted.text, accepted.idempotency_key
 
 
 def enqueue(
@@ -88,14 +119,16 @@ def enqueue(
     delay: Delay = None,
     db: peewee.Database | None = None,
     limits: Limits | None = None,
+    validate: bool = True,
+    acceptance: Acceptance | None = None,
 ) -> int | None:
     """Store one event; its id, or None when ``idempotency_key`` is already stored.
 
-    ``limits`` default to the settings' (:func:`convdb.queue.limits.configured`).
+    ``limits`` default to the settings' (:func:`convdb.queue.limits.configured`),
+    ``acceptance`` to the installed plugins' (:func:`convdb.queue.acceptance.installed`).
     """
-    limits = limits or limits_mod.configured()
-    check_event_type(event_type, limits)
-    text, key = _row(event_type, payload, idempotency_key, limits, "payload")
+    found = _door(acceptance, limits, event_type, validate)
+    text, key = _row(found, event_type, payload, idempotency_key, validate, "payload")
     ids = QueueManager(_database(db)).insert([(event_type, text, key, delay_seconds(delay))])
     return ids[0] if ids else None
 
@@ -108,14 +141,15 @@ def enqueue_many(
     delay: Delay = None,
     db: peewee.Database | None = None,
     limits: Limits | None = None,
+    validate: bool = True,
+    acceptance: Acceptance | None = None,
 ) -> list[int]:
     """Store many events of one type in one transaction; the ids of those stored.
 
     ``idempotency_keys``, when given, has one key (or None) per payload. Events
     whose key is already stored (or repeated earlier in the batch) are skipped.
     """
-    limits = limits or limits_mod.configured()
-    check_event_type(event_type, limits)
+    found = _door(acceptance, limits, event_type, validate)
     payloads = list(payloads)
     keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(payloads)
     if len(keys) != len(payloads):
@@ -123,7 +157,7 @@ def enqueue_many(
     seconds = delay_seconds(delay)
     rows = []
     for i, (payload, key) in enumerate(zip(payloads, keys, strict=True)):
-        text, key = _row(event_type, payload, key, limits, f"payload {i}")
+        text, key = _row(found, event_type, payload, key, validate, f"payload {i}")
         rows.append((event_type, text, key, seconds))
     return QueueManager(_database(db)).insert(rows)
 
@@ -177,6 +211,7 @@ def read_events(
     *,
     key_field: str | None = None,
     limits: Limits,
+    acceptance: Acceptance | None = None,
 ) -> Iterator[tuple[str, str | None]]:
     """``(payload JSON text, idempotency key)`` for each line of ``stream``; blank lines skipped.
 
@@ -185,7 +220,9 @@ def read_events(
     :class:`~convdb.exceptions.PayloadError` or
     :class:`~convdb.exceptions.QueueError` naming ``name`` and the line,
     before anything after it is read. A line may be at most six times the
-    payload limit long (the longest JSON escape of one stored byte).
+    payload limit long (the longest JSON escape of one stored byte). With
+    ``acceptance``, each payload must pass its validator too
+    (:meth:`~convdb.queue.acceptance.Acceptance.validate`).
     """
     longest = 6 * limits.payload_bytes + 2
     number = 0
@@ -210,6 +247,10 @@ def read_events(
         try:
             payload = limits_mod.decode(text, limits)
             stored = limits_mod.encode(payload, limits)
+            if acceptance is not None:
+                repaired = acceptance.validate(event_type, payload)
+                if repaired is not payload:
+                    payload, stored = repaired, limits_mod.encode(repaired, limits)
         except PayloadError as exc:
             raise _located(exc, where, "; nothing was stored") from None
         key = None

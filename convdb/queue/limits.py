@@ -18,6 +18,14 @@ PostgreSQL's ``jsonb`` cannot hold (NaN, Infinity, ``\\u0000``, lone
 surrogates) and what would exhaust the worker (depth is checked on the text
 before the parser recurses). The messages name no location: callers prefix
 ``FILE, line N:``, ``payload N:`` or ``payload:``.
+
+A sender's own id of a delivery (Standard Webhooks' ``webhook-id``, Twilio's
+``MessageSid``, an email's ``Message-ID``), before the receiver namespaces it
+into an idempotency key, is held to :func:`delivery_id_problem`: 1 to
+:data:`DELIVERY_ID_LENGTH` printable ASCII characters without spaces, so the
+namespaced key stays within ``CONVDB_MAX_KEY_LENGTH`` (checked again whole).
+The receiver, ``enqueue`` and the worker hold events to these functions and
+no other copy of them (:mod:`convdb.queue.acceptance`).
 """
 
 from __future__ import annotations
@@ -39,17 +47,33 @@ from ..plugins import EVENT_TYPE_RE
 
 __all__ = [
     "BATCH_BYTES",
+    "DELIVERY_ID_LENGTH",
     "Limits",
     "check_event_type",
     "check_key",
     "configured",
     "decode",
+    "delivery_id_problem",
     "encode",
     "size_error",
 ]
 
 #: Payload bytes a worker claims at once by default (``--batch-bytes``).
 BATCH_BYTES = 4 * 1024 * 1024
+#: Longest sender's id of a delivery (half the default key limit: its namespace fits).
+DELIVERY_ID_LENGTH = 256
+_DELIVERY_ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
+
+
+def delivery_id_problem(value: object, limit: int = DELIVERY_ID_LENGTH) -> str | None:
+    """Why ``value`` cannot be a sender's id of a delivery, or None (see the docstring)."""
+    if not isinstance(value, str) or not value:
+        return "is missing"
+    if len(value) > limit:
+        return f"is longer than {limit} characters"
+    if not _DELIVERY_ID.fullmatch(value):
+        return "must be printable ASCII without spaces"
+    return None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ also calls :func:`retry_dead`, :func:`purge_dead` and :func:`dead_summary`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from typing import IO
@@ -17,8 +18,9 @@ from typing import IO
 from ..db import closing, connect, connect_read
 from ..exceptions import ConfigError
 from . import overview
+from .acceptance import installed
 from .enqueue import delay_seconds, read_events
-from .limits import Limits, check_event_type, configured
+from .limits import Limits
 from .manager import QueueManager, QueueStats
 
 # convdb enqueue: lines stored per statement.
@@ -54,6 +56,7 @@ def enqueue_file(
     delay: float = 0.0,
     url: str | None = None,
     limits: Limits | None = None,
+    validate: bool = True,
 ) -> tuple[int, int]:
     """Enqueue one payload per line of ``stream``; ``(stored, skipped as duplicates)``.
 
@@ -63,12 +66,25 @@ def enqueue_file(
     back and nothing from the file is stored. ``key_field`` (a dotted path
     such as ``message_id``) gives each event an idempotency key from its
     payload, namespaced by event type, customer and provider
-    (:func:`~convdb.queue.enqueue.key_of`).
+    (:func:`~convdb.queue.enqueue.key_of`). Each payload is accepted as
+    :func:`~convdb.queue.enqueue.enqueue` accepts it; ``validate=False`` holds
+    it to the limits only.
     """
-    limits = limits or configured()
-    check_event_type(event_type, limits)
+    acceptance = installed()
+    if limits is not None:
+        acceptance = dataclasses.replace(acceptance, limits=limits)
+    acceptance.envelope(event_type, None)
+    if validate and event_type not in acceptance.handled:
+        raise acceptance.unknown(event_type)
     delay = delay_seconds(delay)
-    lines = read_events(stream, name, event_type, key_field=key_field, limits=limits)
+    lines = read_events(
+        stream,
+        name,
+        event_type,
+        key_field=key_field,
+        limits=acceptance.limits,
+        acceptance=acceptance if validate else None,
+    )
     stored = total = 0
     with closing(connect(url, bind=False)) as db, db.atomic():
         manager = QueueManager(db)

@@ -241,10 +241,14 @@ DELETE FROM inbound_events
                LIMIT %(limit)s)
 """
 
-# Enqueue: every row of a batch in one statement, in input order (ids follow
-# it), and one NOTIFY when anything was stored; the statement commits on its
-# own outside a transaction (one round trip for a single event). pg_notify is
-# volatile, so the CTE ``n`` is evaluated once, not per row.
+# The one INSERT of events, for enqueue (QueueManager.insert) and the
+# receiver's group commit: every row of a batch in one statement, in input
+# order (ids follow it), and one NOTIFY when anything was stored, delivered to
+# idle workers at commit; outside a transaction the statement commits on its
+# own (one round trip for a single event). pg_notify is volatile, so the CTE
+# ``n`` is evaluated once, not per row. Returns (id, idempotency_key) of each
+# row stored: a key already stored, or repeated earlier in the batch, is
+# skipped.
 INSERT_EVENTS = """
 WITH ins AS (
     INSERT INTO inbound_events (event_type, payload, idempotency_key, available_at)
@@ -254,11 +258,11 @@ WITH ins AS (
       FROM unnest(%(types)s::text[], %(payloads)s::text[], %(keys)s::text[],
                   %(delays)s::float8[]) AS u(t, p, k, d)
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id
+    RETURNING id, idempotency_key
 ), n AS (
     SELECT pg_notify(%(channel)s, %(event_type)s) FROM (SELECT 1 FROM ins LIMIT 1) stored
 )
-SELECT ins.id FROM ins LEFT JOIN n ON true ORDER BY ins.id
+SELECT ins.id, ins.idempotency_key FROM ins LEFT JOIN n ON true ORDER BY ins.id
 """
 
 NOTIFY = "SELECT pg_notify(%(channel)s, %(event_type)s)"

@@ -74,6 +74,7 @@ from ..pgerrors import is_connection_error
 from ..plugins import BatchHandler, Handler
 from ..watchdog import Watchdog
 from . import limits as limits_mod
+from .acceptance import Acceptance
 from .dispatch import Counters, Dispatcher, Echo
 from .limits import BATCH_BYTES, Limits
 from .manager import QueueManager, describe
@@ -150,6 +151,7 @@ class Worker:
             backoff=self.config.backoff,
             limits=self.limits,
             counters=self.counters,
+            acceptance=Acceptance.of_handlers(self.handlers, limits=self.limits),
             echo=echo,
             stopping=self._stopping,
         )

@@ -39,6 +39,11 @@ What the receiver does around :meth:`Adapter.receive`:
   request read, at whatever endpoint: :mod:`convdb.serve.replay`); the nonce
   is stored in the same transaction as the event, so it is consumed exactly
   when the event is.
+- The :class:`Delivery` is accepted as ``enqueue`` and the worker accept an
+  event (:mod:`convdb.queue.acceptance`: the queue's limits, a handled event
+  type, that type's validator), before anything is stored; a refusal is
+  answered with :attr:`Adapter.malformed_status` (413 over a size limit) and
+  a detail naming the field, so a 2xx is never followed by a ``dead`` event.
 - :meth:`Adapter.respond` builds the 2xx answer (after the commit) and
   :meth:`Adapter.refuse` the answer to a :class:`Rejection`, so an adapter can
   speak its provider's dialect (an empty TwiML document, a 406).
@@ -53,7 +58,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..plugins import EVENT_TYPE_RE
+from ..exceptions import QueueError
+from ..queue import limits as queue_limits
 from .rejection import Rejection, check_key
 from .request import (
     MAX_FORM_FIELDS,
@@ -65,10 +71,10 @@ from .request import (
     parse_content_type,
 )
 
-#: Longest idempotency key an adapter may return (before the endpoint namespace).
-MAX_KEY_LENGTH = 256
+#: Longest idempotency key an adapter may return (before the endpoint namespace):
+#: the queue's rule for a sender's id (:func:`convdb.queue.limits.delivery_id_problem`).
+MAX_KEY_LENGTH = queue_limits.DELIVERY_ID_LENGTH
 MAX_NONCE_LENGTH = 256
-MAX_EVENT_TYPE_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -91,15 +97,13 @@ class Delivery:
     nonce_ttl: float = 86_400.0
 
     def __post_init__(self) -> None:
-        if (
-            not isinstance(self.event_type, str)
-            or len(self.event_type) > MAX_EVENT_TYPE_LENGTH
-            or not EVENT_TYPE_RE.match(self.event_type)
-        ):
-            raise Rejection.malformed("bad_event_type", "the event type is not a valid name")
+        try:
+            queue_limits.check_event_type(self.event_type, queue_limits.configured())
+        except QueueError as exc:
+            raise Rejection.malformed("bad_event_type", exc.message) from None
         if not isinstance(self.payload, dict):
             raise Rejection.malformed("bad_payload", "the event payload must be a JSON object")
-        check_key(self.idempotency_key, "idempotency key", MAX_KEY_LENGTH)
+        check_key(self.idempotency_key, "idempotency key")
         if self.nonce is not None:
             check_key(self.nonce, "nonce", MAX_NONCE_LENGTH)
             if not 0 < float(self.nonce_ttl) <= 30 * 86_400:

@@ -18,6 +18,11 @@ still 200, when the store cannot be written or a replica lags more than
 ``GET /metrics`` (Prometheus text). Every request is logged as one line on
 the logger ``convdb.serve.access``, the token masked.
 
+A 2xx means the event becomes data: before the answer, every event is
+accepted as ``enqueue`` and the worker accept it (:mod:`convdb.queue.acceptance`:
+the queue's limits, a handled event type, the type's validator), or refused
+with the adapter's "do not retry" code and a detail naming the field.
+
 A fault that an operator or a retry can cure (the database away, a secret
 reference that cannot be read, an attachment store that cannot be written,
 an adapter that is not installed) answers 503 with ``Retry-After``, after
@@ -48,7 +53,9 @@ from starlette.routing import Route
 from ..attachments import StoreUnavailable, get_store, load_attachment_settings
 from ..config import load_settings
 from ..db import resolve_url
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, PayloadError, QueueError
+from ..plugins import discover
+from ..queue.acceptance import Acceptance
 from ..replicas import ReplicaMonitor
 from . import metrics
 from .adapters import (
@@ -65,7 +72,9 @@ from .endpoints import PATH_PREFIX, Directory, read_all
 from .groupcommit import GroupWriter
 from .pg import Unavailable
 from .reader import Reader, ping, queue_depth
+from .rejection import refused
 from .replay import ReplayScopes
+from .request import off_loop
 from .secrets import SecretUnavailable, read_secret
 from .settings import ServeSettings, load_serve_settings
 from .urls import client_address, public_url
@@ -87,9 +96,11 @@ class Receiver:
         settings: ServeSettings,
         adapters: dict[str, Adapter] | None = None,
         writer: Callable[..., GroupWriter] = GroupWriter,
+        acceptance: Acceptance | None = None,
     ) -> None:
         self.settings = settings
         self._adapters = adapters
+        self._acceptance = acceptance
         self.reader = Reader(url)
         self.writer = writer(
             url,
@@ -108,14 +119,39 @@ class Receiver:
     @property
     def adapters(self) -> dict[str, Adapter]:
         if self._adapters is None:
-            from .registry import load
-
-            self._adapters = load()
+            self._load()
         return self._adapters
+
+    @property
+    def acceptance(self) -> Acceptance:
+        """What this receiver accepts (:mod:`convdb.queue.acceptance`): the installed
+        plugins' handled types and validators, from the same discovery as the adapters."""
+        if self._acceptance is None:
+            self._load()
+        return self._acceptance
+
+    def _load(self) -> None:
+        from .registry import load
+
+        found = discover()
+        if self._adapters is None:
+            self._adapters = load(found)
+        if self._acceptance is None:
+            self._acceptance = Acceptance.installed(found)
+
+    def _accepted(self, delivery, key: str) -> str:
+        """The stored text of ``delivery``, accepted as ``enqueue`` and the worker would
+        (repaired by its validator, maybe); a :class:`Rejection` naming the field."""
+        try:
+            accepted = self.acceptance.accept(delivery.event_type, delivery.payload, key)
+        except (PayloadError, QueueError) as exc:
+            raise refused(exc) from None
+        return accepted.text
 
     async def startup(self) -> None:
         self.writer.start()
         log.info("webhook adapters: %s", ", ".join(sorted(self.adapters)) or "none")
+        log.info("event types accepted: %s", ", ".join(sorted(self.acceptance.handled)) or "none")
         try:
             await self.directory.lookup("0" * 43)  # reads the endpoints now
         except Unavailable as exc:
@@ -207,6 +243,9 @@ class Receiver:
             if isinstance(delivery, Batch):
                 return await self._store_batch(adapter, wreq, delivery)
             key = endpoint.key_namespace + delivery.idempotency_key
+            # Every rule the worker applies for good, before the answer: the
+            # acceptance enqueue and the worker use (off the loop when large).
+            text = await off_loop(wreq.content_length, self._accepted, delivery, key)
             scope = None
             if delivery.nonce is not None:  # spent once per signing key (replay.py)
                 scope = await self.replay.scope(endpoint.id, wreq.secret_read)
@@ -216,7 +255,7 @@ class Receiver:
                 delivery,
                 timeout=settings.commit_timeout,
                 nonce_scope=scope,
-                size=wreq.content_length,
+                text=text,
             )
         except Rejection as rejection:
             return adapter.refuse(wreq, rejection), "rejected", rejection.reason
@@ -257,6 +296,7 @@ class Receiver:
             list(zip(keys + record_keys, [*batch.deliveries, *records], strict=True)),
             timeout=self.settings.commit_timeout,
             size=wreq.content_length,
+            accept=self._accepted,  # each event as enqueue and the worker accept it
         )
         results = results[: len(keys)]  # the records' own results are not the events'
         indexes = batch.indexes or tuple(range(len(batch.deliveries)))
@@ -266,16 +306,16 @@ class Receiver:
                 outcomes.append(Refused(index, result.reason, result.detail))
             else:
                 outcomes.append(Outcome(result, endpoint, key))
-        for refused in outcomes:
-            if isinstance(refused, Refused):
+        for outcome in outcomes:
+            if isinstance(outcome, Refused):
                 log.info(
                     "endpoint %s: event %d of a batch refused: %s %s",
                     label,
-                    refused.index,
-                    refused.reason,
-                    refused.detail[:200],
+                    outcome.index,
+                    outcome.reason,
+                    outcome.detail[:200],
                 )
-                metrics.WEBHOOKS.labels(label, "refused_event", refused.reason).inc()
+                metrics.WEBHOOKS.labels(label, "refused_event", outcome.reason).inc()
         if self._faults.pop(label, None) is not None:
             log.warning("endpoint %s: storing again", label)
         statuses = {o.status for o in outcomes if isinstance(o, Outcome)}
@@ -411,16 +451,18 @@ def create_app(
     settings: ServeSettings | None = None,
     adapters: dict[str, Adapter] | None = None,
     writer: Callable[..., GroupWriter] = GroupWriter,
+    acceptance: Acceptance | None = None,
 ) -> Starlette:
     """The receiver's ASGI app on ``url`` (default: ``DATABASE_URL``, ``.env``, embedded).
 
     ``settings`` default to :func:`~convdb.serve.settings.load_serve_settings`
-    and ``adapters`` to every installed plugin's; ``writer`` builds the
-    process's writer (the benchmarks swap in a one-commit-per-request one).
+    and ``adapters`` to every installed plugin's, as does ``acceptance`` (the
+    event types and validators, :mod:`convdb.queue.acceptance`); ``writer``
+    builds the process's writer (the benchmarks swap in a one-commit-per-request one).
     """
     settings = settings or load_serve_settings()
     url = url or resolve_url()
-    receiver = Receiver(url, settings, adapters, writer)
+    receiver = Receiver(url, settings, adapters, writer, acceptance)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -3,7 +3,7 @@
 One :class:`GroupWriter` per server process owns one connection and one
 thread. Requests hand it their row (:meth:`GroupWriter.store`) and wait.
 The thread takes everything queued (up to ``max_group`` rows), stores it in
-one statement (:data:`INSERT_GROUP`) and commits, with ``synchronous_commit``
+one statement (:data:`convdb.queue.queries.INSERT_EVENTS`) and commits, with ``synchronous_commit``
 on; only then does it resolve each request's future with ``"stored"`` or
 ``"duplicate"``. While one group commits, the next one queues up, so the
 group size follows the load by itself: one row at low load (no added wait),
@@ -14,10 +14,10 @@ one transaction, whatever ``max_group``.
 
 Failures stay with their request:
 
-- before it is queued, a row is held to the queue's limits
-  (:mod:`convdb.queue.limits`: size, depth, key, event type, and what
-  ``jsonb`` cannot hold), so nothing the worker would refuse is acknowledged:
-  413 over ``CONVDB_MAX_PAYLOAD_BYTES``, else 400;
+- a row comes accepted (:mod:`convdb.queue.acceptance`: the receiver hands
+  the JSON text the acceptance made); given none, the writer holds the
+  event to the queue's limits (size, depth, key, event type, what ``jsonb``
+  cannot hold) itself: 413 over ``CONVDB_MAX_PAYLOAD_BYTES``, else 400;
 - a group the database refuses is retried row by row, each in its own
   transaction, so one bad row (an endpoint deleted meanwhile) costs its
   neighbours nothing and gets its own 400;
@@ -45,36 +45,27 @@ from dataclasses import dataclass
 
 import psycopg2
 
+from ..exceptions import PayloadError, QueueError
 from ..pgerrors import is_connection_error, sqlstate
-from ..queue.queries import CHANNEL
+from ..queue.acceptance import Acceptance
+from ..queue.limits import configured as limits_configured
+from ..queue.queries import CHANNEL, INSERT_EVENTS
 from ..sqlarray import Array
 from ..watchdog import Watchdog
 from .adapters import Delivery, Rejection
 from .deliveries import COUNT_DELIVERIES, PURGE_DELIVERIES
 from .pg import WATCHDOG_SLACK, Unavailable, close_quietly, open_connection
-from .rejection import queued_text
+from .rejection import refused
 from .replay import PURGE_NONCES, endpoint_scope, spent_elsewhere
 from .request import off_loop
 
 log = logging.getLogger("convdb.serve")
 
-# Rows in key order, so two receivers storing overlapping keys lock them in
-# the same order (no deadlock between groups). ON CONFLICT skips a key that
-# is already stored, or repeated earlier in the same group; RETURNING says
-# which keys this statement stored. pg_notify runs once per group (a CTE is
-# evaluated once) and the NOTIFY is delivered to idle workers at commit.
-INSERT_GROUP = """
-WITH ins AS (
-    INSERT INTO inbound_events (event_type, payload, idempotency_key)
-    SELECT u.t, u.p::jsonb, u.k
-      FROM unnest(%(types)s::text[], %(payloads)s::text[], %(keys)s::text[]) AS u(t, p, k)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING idempotency_key
-), n AS (
-    SELECT pg_notify(%(channel)s, %(event_type)s) FROM (SELECT 1 FROM ins LIMIT 1) stored
-)
-SELECT ins.idempotency_key FROM ins LEFT JOIN n ON true
-"""
+# Rows go to INSERT_EVENTS (convdb.queue.queries, the one INSERT of events and
+# its NOTIFY) in key order, so two receivers storing overlapping keys lock them
+# in the same order (no deadlock between groups). ON CONFLICT skips a key that
+# is already stored, or repeated earlier in the same group; what it returns
+# says which keys this statement stored.
 
 PURGE_INTERVAL = 60.0
 # SQLSTATE classes of a value the database will never accept: data
@@ -147,15 +138,20 @@ class GroupWriter:
         timeout: float,
         nonce_scope: str | None = None,
         size: int | None = 0,
+        text: str | None = None,
     ) -> str:
         """``"stored"`` or ``"duplicate"`` once committed; raises :class:`Unavailable`
         (database away, timeout, shutting down) or a :class:`Rejection` (the row was
         refused by the database, or its nonce was used by another delivery in
         ``nonce_scope``: :mod:`convdb.serve.replay`, default the endpoint's).
 
-        ``size`` is about how large the payload is (the request's body; None:
-        unknown): a large one is encoded and checked off the event loop."""
-        payload = await off_loop(size, queued_text, delivery.event_type, delivery.payload, key)
+        ``text`` is the payload's JSON text as the acceptance made it; without
+        it the payload is held to the queue's limits here. ``size`` is about
+        how large the payload is (the request's body; None: unknown): a large
+        one is encoded and checked off the event loop."""
+        payload = text
+        if payload is None:
+            payload = await off_loop(size, _limited, delivery.event_type, delivery.payload, key)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
@@ -189,17 +185,23 @@ class GroupWriter:
         *,
         timeout: float,
         size: int | None = 0,
+        accept: Callable[[Delivery, str], str] | None = None,
     ) -> list[object]:
         """Each (key, delivery)'s result, all in one group (one transaction): ``"stored"``,
-        ``"duplicate"``, or the :class:`Rejection` of a row refused alone (over the
-        queue's limits, or by the database). Raises :class:`Unavailable` when any row
-        could not be written for a cause that is not its own."""
+        ``"duplicate"``, or the :class:`Rejection` of a row refused alone (by
+        ``accept(delivery, key)``, which gives the stored text or raises a
+        :class:`Rejection`: the receiver's acceptance; default the queue's limits
+        alone; or by the database). Raises :class:`Unavailable` when any row could
+        not be written for a cause that is not its own."""
 
         def texts() -> list[object]:
             out: list[object] = []
             for key, delivery in items:
                 try:
-                    out.append(queued_text(delivery.event_type, delivery.payload, key))
+                    if accept is not None:
+                        out.append(accept(delivery, key))
+                    else:
+                        out.append(_limited(delivery.event_type, delivery.payload, key))
                 except Rejection as rejection:
                     out.append(rejection)
             return out
@@ -393,16 +395,17 @@ class GroupWriter:
             if not rows:
                 return results
             cur.execute(
-                INSERT_GROUP,
+                INSERT_EVENTS,
                 {
                     "types": Array([group[i].event_type for i in rows]),
                     "payloads": Array([group[i].payload for i in rows]),
                     "keys": Array([group[i].key for i in rows]),
+                    "delays": Array([0.0] * len(rows)),
                     "channel": CHANNEL,
                     "event_type": group[rows[0]].event_type,
                 },
             )
-            stored = {row[0] for row in cur.fetchall()}
+            stored = {row[1] for row in cur.fetchall()}
             counts: dict[int, int] = {}
             for i in rows:
                 key = group[i].key
@@ -437,6 +440,17 @@ class GroupWriter:
             _rollback(conn)
             if is_connection_error(exc):
                 self._lost(exc)
+
+
+def _limited(event_type: str, payload: dict, key: str) -> str:
+    """The payload's stored text, held to the queue's limits only (a row given no text)."""
+    try:
+        accepted = Acceptance.of_handlers((), limits=limits_configured()).accept(
+            event_type, payload, key, validate=False
+        )
+    except (PayloadError, QueueError) as exc:
+        raise refused(exc) from None
+    return accepted.text
 
 
 def _rollback(conn) -> None:

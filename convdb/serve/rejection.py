@@ -1,14 +1,18 @@
-"""How an adapter refuses a request: :class:`Rejection`, key validation, and the queue's limits."""
+"""How an adapter refuses a request: :class:`Rejection`, and the check of a sender's ids.
+
+The receiver's acceptance of an event (the queue's limits, the handled
+types, the validators) is the queue's: :mod:`convdb.queue.acceptance`, which
+the receiver calls before it answers (:func:`convdb.serve.app.Receiver`).
+"""
 
 from __future__ import annotations
 
 import re
 
-from ..exceptions import PayloadError, PayloadTooLargeError, QueueError
-from ..queue import limits as queue_limits
+from ..exceptions import ConvdbError, PayloadTooLargeError
+from ..queue.limits import delivery_id_problem
 
 REASON_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_KEY_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 
 
 class Rejection(Exception):
@@ -52,33 +56,27 @@ class Rejection(Exception):
         return cls("too_large", "too_large", detail)
 
 
-def check_key(value: object, what: str, limit: int) -> str:
-    """``value`` if it is 1-``limit`` printable ASCII characters without spaces.
-
-    Otherwise a malformed :class:`Rejection` (reason ``bad_key``).
+def check_key(value: object, what: str, limit: int | None = None) -> str:
+    """``value`` if it can be a sender's id of a delivery
+    (:func:`convdb.queue.limits.delivery_id_problem`: 1 to ``limit``, default
+    :data:`~convdb.queue.limits.DELIVERY_ID_LENGTH`, printable ASCII characters
+    without spaces). Otherwise a malformed :class:`Rejection` (reason ``bad_key``).
     """
-    if not isinstance(value, str) or not value:
-        raise Rejection.malformed("bad_key", f"the {what} is missing")
-    if len(value) > limit:
-        raise Rejection.malformed("bad_key", f"the {what} is longer than {limit} characters")
-    if not _KEY_RE.match(value):
-        raise Rejection.malformed("bad_key", f"the {what} must be printable ASCII without spaces")
+    problem = delivery_id_problem(value) if limit is None else delivery_id_problem(value, limit)
+    if problem is not None:
+        raise Rejection.malformed("bad_key", f"the {what} {problem}")
     return value
 
 
-__all__ = ["REASON_RE", "Rejection", "check_key"]
+def refused(exc: ConvdbError) -> Rejection:
+    """The answer to an event the queue's acceptance refused (:mod:`convdb.queue.acceptance`):
+    413 over the size; else the adapter's "do not retry" code, with the refusal's reason
+    (``unknown_event_type``, ``invalid_event``; ``bad_payload`` for a limit) and its
+    message, which names the field."""
+    if isinstance(exc, PayloadTooLargeError):
+        return Rejection.too_large(f"the event is {exc.message}")
+    reason = getattr(exc, "reason", "bad_payload")
+    return Rejection.malformed(reason, exc.message)
 
 
-def queued_text(event_type: str, payload: dict, key: str) -> str:
-    """The payload's stored text, held to the queue's limits (what the worker would
-    refuse is never acknowledged): a 413 :class:`Rejection` over the size, else a
-    400 (``bad_payload``) naming the limit."""
-    limits = queue_limits.configured()
-    try:
-        queue_limits.check_key(key, limits)
-        queue_limits.check_event_type(event_type, limits)
-        return queue_limits.encode(payload, limits)
-    except PayloadTooLargeError as exc:
-        raise Rejection.too_large(f"the event is {exc}") from None
-    except (PayloadError, QueueError) as exc:
-        raise Rejection.malformed("bad_payload", f"the event cannot be queued: {exc}") from None
+__all__ = ["REASON_RE", "Rejection", "check_key", "refused"]

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..config import DEFAULT_MAX_PAYLOAD_DEPTH
+from ..queue import limits as queue_limits
 from .rejection import Rejection
 
-#: Deepest nesting :meth:`WebhookRequest.json` accepts.
-MAX_JSON_DEPTH = 64
+#: The default of the deepest nesting :meth:`WebhookRequest.json` accepts: the
+#: queue's limit, ``CONVDB_MAX_PAYLOAD_DEPTH`` (:mod:`convdb.queue.limits`).
+MAX_JSON_DEPTH = DEFAULT_MAX_PAYLOAD_DEPTH
 #: Most fields :meth:`WebhookRequest.form` accepts.
 MAX_FORM_FIELDS = 1000
 #: Bodies above this many bytes are parsed off the event loop (:func:`off_loop`): a
@@ -249,23 +252,28 @@ class WebhookRequest:
     def json(self, body: bytes) -> Any:
         """``body`` parsed as JSON; a malformed :class:`Rejection` when it is not.
 
-        Refuses invalid UTF-8, nesting deeper than :data:`MAX_JSON_DEPTH`,
-        and NaN/Infinity (which PostgreSQL's ``jsonb`` cannot store).
+        Refuses invalid UTF-8, nesting deeper than the queue's limit
+        (``CONVDB_MAX_PAYLOAD_DEPTH``, checked on the text before parsing, plus
+        one level for the envelope that holds a payload), and NaN/Infinity
+        (which PostgreSQL's ``jsonb`` cannot store).
         """
         try:
-            doc = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise Rejection.malformed("bad_json", "the body is not UTF-8") from None
+        depth = queue_limits.configured().depth + 1
+        if queue_limits.too_deep(text, depth):
+            raise Rejection.malformed(
+                "bad_json", f"JSON nested deeper than {depth} levels (CONVDB_MAX_PAYLOAD_DEPTH)"
+            )
+        try:
+            doc = json.loads(text, parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as exc:
             if isinstance(exc, RecursionError):
                 detail = "too deeply nested"
             else:
                 detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise Rejection.malformed("bad_json", f"the body is not JSON ({detail})") from None
-        # Nesting needs brackets: count them before walking the document.
-        brackets = body.count(b"{") + body.count(b"[")
-        if brackets > MAX_JSON_DEPTH and json_depth(doc) > MAX_JSON_DEPTH:
-            raise Rejection.malformed("bad_json", f"JSON nested deeper than {MAX_JSON_DEPTH}")
         return doc
 
     def form(self, body: bytes) -> list[tuple[str, str]]:
@@ -319,7 +327,8 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
 
 
 def json_depth(doc: Any) -> int:
-    """How deeply ``doc`` nests (a scalar is 0), without recursion."""
+    """How deeply ``doc`` nests (a scalar is 0), without recursion; counting stops
+    past :data:`MAX_JSON_DEPTH`. (On text, :func:`convdb.queue.limits.too_deep`.)"""
     deepest = 0
     todo = [(doc, 1)]
     while todo:

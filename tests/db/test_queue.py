@@ -50,10 +50,12 @@ def test_enqueue_many_in_one_transaction_with_delay(db, db_url):
 
 def test_enqueue_many_above_one_statement_is_one_transaction(db, db_url, monkeypatch):
     monkeypatch.setattr("convdb.queue.manager.INSERT_SLICE", 3)
-    ids = enqueue_many("x", [{"n": i} for i in range(7)], idempotency_keys=["a", *"bcdefg"])
+    ids = enqueue_many(
+        "x", [{"n": i} for i in range(7)], idempotency_keys=["a", *"bcdefg"], validate=False
+    )
     assert len(ids) == 7 and ids == sorted(ids)
     with pytest.raises(PayloadError):
-        enqueue_many("x", [{"n": 1}] * 4 + ["not an object"])
+        enqueue_many("x", [{"n": 1}] * 4 + ["not an object"], validate=False)
     # A failing slice (a row PostgreSQL refuses, here by a trigger) stores nothing of the batch.
     query(
         db_url,
@@ -63,17 +65,19 @@ def test_enqueue_many_above_one_statement_is_one_transaction(db, db_url, monkeyp
         "FOR EACH ROW EXECUTE FUNCTION refuse()",
     )
     with pytest.raises(QueueError, match="could not store events"):
-        enqueue_many("x", [{"n": 8}] * 4 + [{"refused": 1}], idempotency_keys=list("hijkl"))
+        enqueue_many(
+            "x", [{"n": 8}] * 4 + [{"refused": 1}], idempotency_keys=list("hijkl"), validate=False
+        )
     assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 7
 
 
 def test_enqueue_refuses_non_objects_and_stores_nothing(db, db_url):
     with pytest.raises(PayloadError, match="payload 1: expected a JSON object"):
-        enqueue_many("x", [{"a": 1}, [1, 2]])
+        enqueue_many("x", [{"a": 1}, [1, 2]], validate=False)
     with pytest.raises(QueueError, match="delay must be from 0 to ten years"):
-        enqueue("x", {}, delay=-1)
+        enqueue("x", {}, delay=-1, validate=False)
     with pytest.raises(PayloadError, match=r"payload 1: contains \\u0000 \(NUL\)"):
-        enqueue_many("x", [{"a": 1}, {"nul": "\x00"}])  # jsonb refuses \u0000
+        enqueue_many("x", [{"a": 1}, {"nul": "\x00"}], validate=False)  # jsonb refuses \u0000
     assert scalar(db_url, "SELECT count(*) FROM inbound_events") == 0
 
 
@@ -82,7 +86,7 @@ def test_enqueue_notifies_listeners(db, db_url):
     try:
         listener.autocommit = True
         listener.cursor().execute(f"LISTEN {queries.CHANNEL}")
-        enqueue("message.sent", {"a": 1})
+        enqueue("message.sent", {"a": 1}, validate=False)
         select.select([listener], [], [], 5)
         listener.poll()
         assert [n.payload for n in listener.notifies] == ["message.sent"]
@@ -107,7 +111,9 @@ def test_cli_enqueue_from_file_and_stdin(db_url, tmp_path):
 def test_cli_enqueue_rejects_a_bad_line_and_stores_nothing(db_url, tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"a": 1}\n{"b": 2}\n{"c": \n')
-    result = run_cli("convdb", "enqueue", "x.y", str(path), env={"DATABASE_URL": db_url})
+    result = run_cli(
+        "convdb", "enqueue", "--no-validate", "x.y", str(path), env={"DATABASE_URL": db_url}
+    )
     assert result.returncode == 1
     assert f"{path}, line 3: not JSON" in result.stderr
     assert "nothing was stored" in result.stderr
@@ -122,7 +128,7 @@ def plan_nodes(plan: dict):
 
 
 def test_claim_query_uses_the_claim_index(db, db_url):
-    enqueue_many("x", [{"n": i} for i in range(5000)])
+    enqueue_many("x", [{"n": i} for i in range(5000)], validate=False)
     query(db_url, "UPDATE inbound_events SET status = 'done' WHERE id % 10 <> 0")
     query(db_url, "ANALYZE inbound_events")
     params = {
@@ -154,8 +160,8 @@ def test_claim_query_uses_the_claim_index(db, db_url):
 
 
 def test_claim_takes_due_rows_once_and_counts_the_attempt(db, db_url):
-    enqueue_many("x", [{"n": i} for i in range(5)])
-    enqueue("x", {"later": True}, delay=3600)
+    enqueue_many("x", [{"n": i} for i in range(5)], validate=False)
+    enqueue("x", {"later": True}, delay=3600, validate=False)
     manager = QueueManager(db)
     first, _ = manager.claim("w1", 3, 60, 5)
     second, _ = manager.claim("w2", 10, 60, 5)
@@ -172,7 +178,7 @@ def test_claim_takes_due_rows_once_and_counts_the_attempt(db, db_url):
 
 
 def test_expired_lease_is_claimed_again_then_goes_dead_at_max_attempts(db, db_url):
-    enqueue("x", {"poison": True})
+    enqueue("x", {"poison": True}, validate=False)
     manager = QueueManager(db)
     for attempt in (1, 2):
         (event,), _ = manager.claim(f"dies-{attempt}", 1, 60, 2)
@@ -189,7 +195,7 @@ def expire(url: str) -> None:
 
 
 def test_abandoned_group_is_reclaimed_in_halves_with_its_attempt_given_back(db, db_url):
-    enqueue_many("x", [{"n": i} for i in range(8)])
+    enqueue_many("x", [{"n": i} for i in range(8)], validate=False)
     manager = QueueManager(db)
     first, _ = manager.claim("died", 100, 60, 2)
     assert [e.claim_group for e in first] == [8] * 8
@@ -227,13 +233,13 @@ def test_abandoned_group_is_reclaimed_in_halves_with_its_attempt_given_back(db, 
 
 
 def test_claim_is_bounded_by_bytes_and_never_ships_a_payload_over_the_limit(db, db_url):
-    enqueue_many("x", [{"n": i, "pad": "x" * 1000} for i in range(10)])
+    enqueue_many("x", [{"n": i, "pad": "x" * 1000} for i in range(10)], validate=False)
     query(
         db_url,
         "INSERT INTO inbound_events (event_type, payload) "
         "SELECT 'x', jsonb_build_object('huge', repeat('y', 3000000))",
     )
-    enqueue("x", {"n": 10})
+    enqueue("x", {"n": 10}, validate=False)
     manager = QueueManager(db)
     sizes = [e.payload_bytes for e in manager.claim("w", 100, 60, 5, max_bytes=3000)[0]]
     assert len(sizes) == 2 and sum(sizes) <= 3000  # two of ~1 KB, not a third

@@ -26,7 +26,7 @@ from convdb.serve.standard import generate_secret, sign
 
 from ..asgi_support import InProcess
 from ..provider_support import basic, fixture
-from ..serve_support import add_endpoint
+from ..serve_support import add_adapter_endpoints
 from ..support import example
 
 pytestmark = pytest.mark.slow
@@ -166,19 +166,16 @@ def hooks(server, template_db, tmp_path_factory):
         "TEST_FUZZ_STANDARD": STANDARD_SECRET,
         "CONVDB_ATTACHMENT_DIR": str(tmp_path_factory.mktemp("attachments")),
     }
-    paths = {
-        "twilio": add_endpoint(
-            url, provider_name="t", kind="sms", adapter="twilio", secret_ref="env:TEST_FUZZ_TWILIO"
-        ),
-        "mailgun": add_endpoint(
-            url, provider_name="m", adapter="mailgun", secret_ref="env:TEST_FUZZ_MAILGUN"
-        ),
-        "postmark": add_endpoint(
-            url, provider_name="p", adapter="postmark", secret_ref="env:TEST_FUZZ_POSTMARK"
-        ),
-        "sendgrid": add_endpoint(url, provider_name="s", adapter="sendgrid", secret_ref="none:"),
-        "standard": add_endpoint(url, provider_name="w", secret_ref="env:TEST_FUZZ_STANDARD"),
-    }
+    paths = add_adapter_endpoints(
+        url,
+        {
+            "twilio": "env:TEST_FUZZ_TWILIO",
+            "mailgun": "env:TEST_FUZZ_MAILGUN",
+            "postmark": "env:TEST_FUZZ_POSTMARK",
+            "sendgrid": "none:",
+            "standard": "env:TEST_FUZZ_STANDARD",
+        },
+    )
     handler = Tracebacks()
     logger = logging.getLogger("convdb")
     logger.addHandler(handler)

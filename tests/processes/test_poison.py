@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -160,7 +159,10 @@ def test_sigkill_while_holding_a_batch_charges_no_innocent_event(db_url):
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
     assert status_counts(db_url).get("processing", 0) > 0  # it died holding a batch
-    time.sleep(1.1)
+    held = (
+        "SELECT count(*) FROM inbound_events WHERE status = 'processing' AND locked_until >= now()"
+    )
+    wait_until(lambda: scalar(db_url, held) == 0, timeout=10)  # its leases ran out
     restarted = start_worker(db_url, "--burst", "-q", "--max-attempts", "1")
     _, err = restarted.communicate(timeout=60)
     assert restarted.returncode == 0, err

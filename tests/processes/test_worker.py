@@ -298,16 +298,19 @@ def test_second_signal_exits_at_once_and_the_lease_covers_the_rest(db_url):
     )
     assert worker.stderr.readline() == "handling\n"  # the handler is running
     worker.send_signal(signal.SIGTERM)
-    time.sleep(0.5)  # the handler is still sleeping: the first signal cannot finish
+    # The worker says it got the first signal; the handler still sleeps, so it cannot finish.
+    line = worker.stderr.readline()
+    while line and "SIGTERM received, finishing the events in hand" not in line:
+        line = worker.stderr.readline()
+    assert "SIGTERM received, finishing the events in hand" in line
     assert worker.poll() is None
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 128 + signal.SIGTERM
     assert time.monotonic() - started < 2
-    assert "SIGTERM received, finishing the events in hand" in worker.stderr.read()
     # What it held is taken over once the lease (1 s) runs out.
-    time.sleep(1.2)
-    assert scalar(db_url, "SELECT count(*) FROM inbound_events WHERE locked_until < now()") == 1
+    expired = "SELECT count(*) FROM inbound_events WHERE locked_until < now()"
+    wait_until(lambda: scalar(db_url, expired) == 1, timeout=10)
 
 
 def test_concurrency_threads_share_the_queue_without_overlap(db_url):

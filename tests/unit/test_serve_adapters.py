@@ -103,7 +103,9 @@ def test_event_type_from_the_path_must_agree_with_the_body():
     delivery = receive(
         body, sign(secret, "m", int(time.time()), body), secret, subpath="/conversation.tagged"
     )
-    assert delivery.event_type == "conversation.tagged" and delivery.payload == {"x": 1}
+    assert delivery.event_type == "conversation.tagged"
+    # every event type is held to the endpoint's customer, not only message.*
+    assert delivery.payload == {"x": 1, "customer": {"key": "acme", "name": "Acme"}}
     with pytest.raises(Rejection, match="bad_event_type"):
         receive(BODY, sign(secret, "m", int(time.time()), BODY), secret, subpath="/other.type")
 

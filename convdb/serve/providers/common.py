@@ -17,11 +17,11 @@ import re
 from collections.abc import Iterable
 
 from ...attachments import Staging, get_store, load_attachment_settings
+from ...ingest.payload import MAX_ADDRESS_BYTES
 from ..adapters import MAX_KEY_LENGTH, Adapter, Rejection, WebhookRequest
 from ..secrets import NO_SECRET
 
 MAX_RECIPIENTS = 100
-MAX_ADDRESS = 320
 MAX_THREAD_KEY = 200
 _MESSAGE_ID = re.compile(r"<([^<>\s]{1,900})>")
 
@@ -104,13 +104,15 @@ def email_date(value: str | None, fallback: float) -> str:
 def addresses(*values: str | None) -> list[dict]:
     """``[{"address", "name"}]`` from address header values, in order, without repeats.
 
-    Entries without an ``@`` are skipped; names and addresses are bounded.
+    Entries without an ``@`` are skipped, and so are addresses over the canonical
+    limit (:data:`convdb.ingest.payload.MAX_ADDRESS_BYTES`, UTF-8 bytes); names are
+    bounded. What is kept is validated as the worker would, before the answer.
     """
     seen: set[str] = set()
     found = []
     for name, addr in email.utils.getaddresses([v for v in values if v]):
         addr = clean_text(addr).strip()
-        if "@" not in addr or len(addr) > MAX_ADDRESS or addr.lower() in seen:
+        if "@" not in addr or len(addr.encode()) > MAX_ADDRESS_BYTES or addr.lower() in seen:
             continue
         seen.add(addr.lower())
         entry = {"address": addr}

@@ -16,8 +16,17 @@ The URL is the receiver's public one (``CONVDB_PUBLIC_URL``, or
 Twilio's own validator does, it is tried as given, with the scheme's default
 port added and with it removed; a non-default port is never dropped.
 
-``MessageSid`` is the message id and the idempotency key. Media stay at
-Twilio: their URLs (http or https only) become the attachments. The customer
+``MessageSid`` is the message id and the idempotency key; it must have
+Twilio's documented form, ``SM`` or ``MM`` and 32 hex digits
+(:data:`MESSAGE_SID`): names and values are signed without a separator, so a
+captured ``MessageSid=SM<32 hex>`` + ``NumMedia=0`` replayed as one
+``MessageSid`` of ``SM<32 hex>NumMedia0`` still verifies, and is refused
+here. Media stay at Twilio: their URLs (http or https only) become the
+attachments; a space or another character a URL cannot hold is
+percent-encoded (a repair, not a guess: the same URL, written validly).
+``From`` and ``To`` are kept as sent: one that is not a phone number is
+refused (400) with the field named, by the canonical validation
+(:mod:`convdb.queue.acceptance`) the worker would apply. The customer
 is the one whose endpoint mapping holds the ``To`` number among the providers
 that share this endpoint's secret (the same Twilio account), else the
 endpoint's own customer. The answer is an empty TwiML document.
@@ -35,8 +44,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ...dedup import dedup_hash, normalize_phone
 from ..adapters import Adapter, Delivery, Rejection, WebhookRequest, WebhookResponse, check_key
@@ -45,6 +55,13 @@ from . import statuses
 from .common import canonical, clean_text, iso
 
 MAX_MEDIA = 50
+#: Twilio's documented form of a Message SID (its API's OpenAPI pattern).
+MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
+# What a URL may hold as it is (RFC 3986 reserved and unreserved, and "%"
+# of an existing escape); anything else is percent-encoded as UTF-8.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_URL_AS_IS = re.compile(r"[A-Za-z0-9:/?#\[\]@!$&'()*+,;=%._~-]*")
 MAX_URL = 2048
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
@@ -112,6 +129,10 @@ def algorithm_of(settings_header: str | None) -> str:
 
 def _media_url(value: str | None, n: int) -> str:
     value = (value or "").strip()
+    if _CONTROL.search(value):
+        raise Rejection.malformed("bad_media", f"MediaUrl{n} holds a control character")
+    if not _URL_AS_IS.fullmatch(value):
+        value = quote(value, safe=_URL_SAFE)  # a space becomes %20: the URL Twilio meant
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -163,7 +184,11 @@ class Twilio(Adapter):
         for name, value in params:
             fields.setdefault(name, value)
         sid = fields.get("MessageSid") or fields.get("SmsSid")
-        check_key(sid, "MessageSid", 64)
+        check_key(sid, "MessageSid")
+        if not MESSAGE_SID.fullmatch(sid):
+            raise Rejection.malformed(
+                "bad_message_sid", "MessageSid is not SM or MM followed by 32 hex digits"
+            )
         sender, to = fields.get("From", "").strip(), fields.get("To", "").strip()
         word = fields.get("MessageStatus") or fields.get("SmsStatus") or ""
         if word.strip().lower() not in INBOUND_STATUSES:
@@ -173,8 +198,8 @@ class Twilio(Adapter):
         payload = canonical(
             request,
             message_id=sid,
-            **{"from": {"address": clean_text(sender, 320)}},
-            to=[{"address": clean_text(to, 320)}],
+            **{"from": {"address": clean_text(sender)}},
+            to=[{"address": clean_text(to)}],
             body=clean_text(fields.get("Body", "")),
             sent_at=iso(request.now()),
             attachments=self._media(fields) or None,

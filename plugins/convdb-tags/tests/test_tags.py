@@ -49,7 +49,7 @@ def test_handler_tags_a_conversation_in_the_callers_transaction(empty_db_url):
     handler = plugins.load_handlers()["conversation.tagged"]
     database = db.connect(empty_db_url)
     try:
-        customer = Customer.create(name="Acme")
+        customer = Customer.create(name="Acme", key="acme")
         conversation = Conversation.create(customer=customer)
         event = InboundEvent(
             event_type="conversation.tagged",
@@ -77,6 +77,7 @@ def test_handler_tags_a_conversation_in_the_callers_transaction(empty_db_url):
             {"conversation_id": conversation.id, "tags": []},
             {"conversation_id": "1", "tags": ["x"]},
             {"conversation_id": conversation.id, "tags": [""]},
+            {"conversation_id": conversation.id, "tags": ["x"], "customer": {"key": "globex"}},
         ):
             event.payload = bad
             with pytest.raises(PayloadError), database.atomic():
@@ -98,3 +99,21 @@ def test_rollback_of_tags_leaves_the_core(empty_db_url):
         "001_tags",
         "002_conversation_tags",
     ]
+
+
+def test_the_validator_is_what_every_door_runs():
+    """enqueue refuses what check_tagged refuses, naming the field, before any SQL."""
+    from convdb.queue.acceptance import Acceptance, Refused
+
+    acceptance = Acceptance.installed()
+    assert acceptance.validators["conversation.tagged"].__name__ == "check_tagged"
+    for bad, field in (
+        ({"conversation_id": "1", "tags": ["x"]}, "conversation_id"),
+        ({"conversation_id": 1, "tags": []}, "conversation.tagged: tags"),
+        ({"conversation_id": 1, "tags": ["x"], "customer": "acme"}, "customer"),
+    ):
+        with pytest.raises(Refused) as refused:
+            acceptance.accept("conversation.tagged", bad)
+        assert refused.value.message.startswith(field)
+    ok = {"conversation_id": 1, "tags": ["x"], "customer": {"key": "acme"}}
+    assert acceptance.accept("conversation.tagged", ok).payload == ok
