@@ -49,13 +49,15 @@ print(json.dumps({"erasures": done, "nothing": nothing}))
 
 
 # Ingestion through the library in a process of its own, each batch its own
-# transaction: a TransientError is retried (what the worker does); any other
-# error (a foreign key failure) is the bug this test looks for.
+# transaction: what the worker retries (a TransientError, a deadlock: the
+# worker's own classification, convdb.pgerrors.is_transient) is retried; any
+# other error (a foreign key failure) is the bug this test looks for.
 INGESTER = """
 import json, sys, time
 from convdb.db import open_database
 from convdb.exceptions import TransientError
 from convdb.ingest import ingest_messages, parse_message
+from convdb.pgerrors import is_transient
 sys.path.insert(0, sys.argv[3])
 from tests.processes.test_privacy_race import _jane
 db = open_database(sys.argv[1])
@@ -70,6 +72,9 @@ while time.monotonic() < deadline:
     except TransientError:
         transient += 1
     except Exception as exc:
+        if is_transient(exc):
+            transient += 1
+            continue
         errors.append(f"{type(exc).__name__}: {exc}"[:300])
         db.close()
 print(json.dumps({"stored": stored, "transient": transient, "errors": errors[:5]}))
