@@ -171,11 +171,13 @@ class Worker:
     def _on_signal(self, signum, frame) -> None:
         if self.stopping:
             os._exit(128 + signum)
+        # Stopping first: a second signal that comes while this one is still being
+        # told (the message below) must find the worker stopping and exit at once.
+        self.stop()
         self.echo(
             f"convdb queue-worker: {signal.Signals(signum).name} received, finishing the events "
             "in hand (send it again to exit at once)"
         )
-        self.stop()
 
     def run(self) -> Counters:
         """Run until stopped (or, in burst mode, until nothing is due); the counters."""
