@@ -54,21 +54,26 @@ def _report(result, as_json: bool) -> None:
         raise SystemExit(REPLICAS_LATE)
 
 
+def contact_selector(fn):
+    """CUSTOMER_KEY, then the person: ADDRESS or ``--contact-id N``."""
+    fn = click.option(
+        "--contact-id",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="The contact's id instead of an address.",
+    )(fn)
+    fn = click.argument("address", required=False)(fn)
+    return click.argument("customer_key")(fn)
+
+
 @click.group()
 def erase() -> None:
     """Erase a person or a customer (docs/privacy.md); list past erasures."""
 
 
 @erase.command("contact")
-@click.argument("customer_key")
-@click.argument("address", required=False)
-@click.option(
-    "--contact-id",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="The contact's id instead of an address.",
-)
+@contact_selector
 @click.option("--dry-run", is_flag=True, help="Print the counts; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @database_url_option
@@ -166,15 +171,7 @@ def export() -> None:
 
 
 @export.command("contact")
-@click.argument("customer_key")
-@click.argument("address", required=False)
-@click.option(
-    "--contact-id",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="The contact's id instead of an address.",
-)
+@contact_selector
 @database_url_option
 def export_contact(customer_key, address, contact_id, database_url) -> None:
     """Print one JSON document with everything about ADDRESS for CUSTOMER_KEY
